@@ -1,0 +1,170 @@
+"""The one wire-encoding helper: a read cursor over bytes and a write builder.
+
+Codecs read like the RFC's presentation language (RFC 8446 §3): ``pull_uint16``,
+``pull_opaque(2)`` for ``opaque x<0..2^16-1>``, and so on. Reading past the end, or leaving
+bytes unread where a structure must end, is a ``decode_error`` (RFC 8446 §6.2).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .alerts import decode_error
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
+
+
+class Reader:
+    """Pulls fields from ``data[pos:end]``; never copies more than the field it returns."""
+
+    __slots__ = ("_data", "_end", "_pos")
+
+    def __init__(self, data: bytes | memoryview, start: int = 0, end: int | None = None) -> None:
+        self._data = data
+        self._pos = start
+        self._end = len(data) if end is None else end
+
+    @property
+    def remaining(self) -> int:
+        return self._end - self._pos
+
+    @property
+    def position(self) -> int:
+        return self._pos
+
+    def eof(self) -> bool:
+        return self._pos >= self._end
+
+    def _take(self, n: int) -> int:
+        pos = self._pos
+        if n < 0 or pos + n > self._end:
+            raise decode_error("truncated structure")
+        self._pos = pos + n
+        return pos
+
+    def pull_bytes(self, n: int) -> bytes:
+        pos = self._take(n)
+        return bytes(self._data[pos : pos + n])
+
+    def pull_uint8(self) -> int:
+        pos = self._take(1)
+        return self._data[pos]
+
+    def pull_uint16(self) -> int:
+        pos = self._take(2)
+        return int(_U16.unpack_from(self._data, pos)[0])
+
+    def pull_uint24(self) -> int:
+        pos = self._take(3)
+        d = self._data
+        return (d[pos] << 16) | (d[pos + 1] << 8) | d[pos + 2]
+
+    def pull_uint32(self) -> int:
+        pos = self._take(4)
+        return int(_U32.unpack_from(self._data, pos)[0])
+
+    def pull_uint64(self) -> int:
+        pos = self._take(8)
+        return int(_U64.unpack_from(self._data, pos)[0])
+
+    def _pull_length(self, width: int) -> int:
+        if width == 1:
+            return self.pull_uint8()
+        if width == 2:
+            return self.pull_uint16()
+        if width == 3:
+            return self.pull_uint24()
+        return self.pull_uint32()
+
+    def pull_opaque(self, width: int, min_len: int = 0) -> bytes:
+        """``opaque x<min..2^(8*width)-1>``: a length prefix of ``width`` bytes, then data."""
+        n = self._pull_length(width)
+        if n < min_len:
+            raise decode_error(f"vector shorter than its minimum of {min_len}")
+        return self.pull_bytes(n)
+
+    @contextmanager
+    def pull_block(self, width: int, min_len: int = 0) -> Iterator[Reader]:
+        """A length-prefixed vector read field by field; it must be consumed exactly."""
+        n = self._pull_length(width)
+        if n < min_len:
+            raise decode_error(f"vector shorter than its minimum of {min_len}")
+        start = self._take(n)
+        inner = Reader(self._data, start, start + n)
+        yield inner
+        if not inner.eof():
+            raise decode_error("trailing bytes inside a vector")
+
+    def pull_list(self, width: int, item_width: int, min_len: int = 0) -> list[int]:
+        """A vector of fixed-width unsigned integers (1 or 2 bytes each)."""
+        raw = self.pull_opaque(width, min_len)
+        if len(raw) % item_width:
+            raise decode_error("vector length is not a multiple of its element size")
+        if item_width == 1:
+            return list(raw)
+        return list(struct.unpack(f"!{len(raw) // 2}H", raw))
+
+    def expect_end(self) -> None:
+        if not self.eof():
+            raise decode_error("trailing bytes after structure")
+
+
+class Writer:
+    """Builds a message into one ``bytearray``; length prefixes are patched in place."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def data(self) -> bytes:
+        return bytes(self._buf)
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def push_bytes(self, b: bytes | bytearray | memoryview) -> None:
+        self._buf += b
+
+    def push_uint8(self, v: int) -> None:
+        self._buf.append(v)
+
+    def push_uint16(self, v: int) -> None:
+        self._buf += _U16.pack(v)
+
+    def push_uint24(self, v: int) -> None:
+        self._buf += v.to_bytes(3, "big")
+
+    def push_uint32(self, v: int) -> None:
+        self._buf += _U32.pack(v)
+
+    def push_uint64(self, v: int) -> None:
+        self._buf += _U64.pack(v)
+
+    def push_opaque(self, width: int, data: bytes | bytearray | memoryview) -> None:
+        n = len(data)
+        if n >= 1 << (8 * width):
+            raise ValueError("vector too long for its length prefix")
+        self._buf += n.to_bytes(width, "big")
+        self._buf += data
+
+    @contextmanager
+    def push_block(self, width: int) -> Iterator[None]:
+        """Write a length-prefixed vector; the prefix is filled in when the block closes."""
+        start = len(self._buf)
+        self._buf += bytes(width)
+        yield
+        n = len(self._buf) - start - width
+        if n >= 1 << (8 * width):
+            raise ValueError("vector too long for its length prefix")
+        self._buf[start : start + width] = n.to_bytes(width, "big")
+
+    def push_list(self, width: int, item_width: int, items: list[int] | tuple[int, ...]) -> None:
+        if item_width == 1:
+            self.push_opaque(width, bytes(items))
+        else:
+            self.push_opaque(width, struct.pack(f"!{len(items)}H", *items))
