@@ -1,0 +1,63 @@
+"""The loaded, validated parameters a handshake runs with.
+
+``protocol.config`` builds these once per user configuration (reading files, building trust
+stores), so starting a connection costs no parsing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+
+from .certificates import TrustAnchors
+from .cipher_suites import DEFAULT_CIPHER_SUITES
+from .groups import DEFAULT_GROUPS
+from .signatures import DEFAULT_SIGNATURE_SCHEMES, schemes_for_key
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A certificate chain (leaf first, DER) and its private key."""
+
+    chain: tuple[bytes, ...]
+    private_key: CertificateIssuerPrivateKeyTypes = field(repr=False)
+
+    def schemes(self) -> list[int]:
+        return schemes_for_key(self.private_key)
+
+
+@dataclass(frozen=True)
+class PeerVerification:
+    """How the peer's certificate is checked (RFC 8446 §4.4.2.4)."""
+
+    enabled: bool = True
+    anchors: TrustAnchors | None = None  # None: the system store
+    pins: tuple[bytes, ...] = ()  # SHA-256 of SubjectPublicKeyInfo
+    relaxed_extensions: bool = False
+
+
+@dataclass(frozen=True)
+class HandshakeConfig:
+    """Shared by both roles; fields a role does not use are ignored."""
+
+    dtls: bool = False
+    cipher_suites: tuple[int, ...] = DEFAULT_CIPHER_SUITES
+    groups: tuple[int, ...] = DEFAULT_GROUPS
+    key_share_groups: int = 1  # the client sends shares for the first N groups
+    signature_schemes: tuple[int, ...] = tuple(DEFAULT_SIGNATURE_SCHEMES)
+    alpn: tuple[bytes, ...] = ()
+    credentials: tuple[Credential, ...] = ()
+    verification: PeerVerification = PeerVerification()
+    record_size_limit: int | None = None
+    # client only
+    server_name: str | None = None
+    compatibility_mode: bool = True  # RFC 8446 §D.4; forced off for DTLS (RFC 9147 §5)
+    # server only
+    require_client_certificate: bool = False
+    request_client_certificate: bool = False
+    always_hello_retry: bool = False  # e.g. to exercise HRR paths against a peer
+    tls_cookie: bool = False  # send a cookie in a TLS HelloRetryRequest
+    random_bytes: Callable[[int], bytes] | None = None  # test vectors inject randoms
+    key_share_private: Sequence[bytes] = ()  # test vectors inject ephemeral keys, in use order

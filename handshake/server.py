@@ -1,0 +1,524 @@
+"""The server handshake state machine (RFC 8446 §2, §4; RFC 8446 Appendix A.2 states).
+
+Shared by TLS and DTLS. The DTLS stateless cookie exchange (RFC 9147 §5.1) happens before a
+``ServerHandshake`` exists; it enters through ``resume_after_cookie``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+from cryptography import x509
+
+from .actions import (
+    Action,
+    Epoch,
+    HandshakeFinished,
+    InstallKeys,
+    LogSecret,
+    NegotiatedParameters,
+    SendChangeCipherSpec,
+    SendMessage,
+)
+from .alerts import AlertDescription, HandshakeError
+from .certificates import verify_client_certificate
+from .cipher_suites import CIPHER_SUITES, CipherSuite
+from .common import (
+    InjectedKeys,
+    certificate_message,
+    certificate_verify_message,
+    check_certificate_verify,
+    check_finished,
+    choose_scheme,
+    finished_message,
+    install,
+    legacy_version_for,
+    parse_message,
+    random_source,
+    unexpected,
+    version_for,
+)
+from .config import Credential, HandshakeConfig
+from .groups import respond_key_share
+from .key_schedule import KeySchedule
+from .key_update import ApplicationKeys
+from .messages import (
+    HELLO_RETRY_REQUEST_RANDOM,
+    Certificate,
+    CertificateRequest,
+    CertificateVerify,
+    ClientHello,
+    EncryptedExtensions,
+    Extensions,
+    Finished,
+    HandshakeMessage,
+    KeyShareEntry,
+    KeyUpdate,
+    ServerHello,
+    encode_message,
+)
+from .transcript import Transcript
+
+# RFC 8449 §4: the largest value a TLS 1.3 endpoint can announce (2^14 + 1 content type byte).
+MAX_RECORD_SIZE_LIMIT = 2**14 + 1
+
+
+class ServerState(Enum):
+    WAIT_CLIENT_HELLO = "WAIT_CH"
+    WAIT_SECOND_CLIENT_HELLO = "WAIT_CH2"
+    WAIT_CLIENT_CERTIFICATE = "WAIT_CERT"
+    WAIT_CLIENT_CERTIFICATE_VERIFY = "WAIT_CV"
+    WAIT_CLIENT_FINISHED = "WAIT_FINISHED"
+    CONNECTED = "CONNECTED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What the server chose from a ClientHello (RFC 8446 §4.1.1)."""
+
+    suite: CipherSuite
+    group: int
+    share: bytes | None  # the client's key share for ``group``; None -> HelloRetryRequest
+    credential: Credential
+    scheme: int
+    alpn: bytes | None
+
+
+class ServerHandshake:
+    def __init__(self, config: HandshakeConfig) -> None:
+        if not config.credentials:
+            raise ValueError("a server needs at least one certificate and key")
+        self.config = config
+        self.dtls = config.dtls
+        self.state = ServerState.WAIT_CLIENT_HELLO
+        self._random = random_source(config)
+        self._injected = InjectedKeys(config.key_share_private)
+        self._transcript = Transcript()
+        self._schedule: KeySchedule | None = None
+        self._selection: Selection | None = None
+        self._hello_retry = False
+        self._hrr_cookie: bytes | None = None
+        self._first_hello: ClientHello | None = None
+        self._client_hello: ClientHello | None = None
+        self._client_hs_secret = b""
+        self._server_hs_secret = b""
+        self._client_app_secret = b""
+        self._server_app_secret = b""
+        self._peer_chain: list[x509.Certificate] = []
+        self._peer_key: object = None
+        self._requested_certificate = False
+        self._sent_ccs = False
+        self._now = 0.0
+        self.parameters: NegotiatedParameters | None = None
+        self.application_keys: ApplicationKeys | None = None
+        self.exporter_master_secret = b""
+        self.resumption_master_secret = b""
+        # RFC 8446 §4.2.10: a client that offered early data we will not accept may already
+        # have sent 0-RTT records; the record layer must skip those that fail to decrypt.
+        self.early_data_offered = False
+
+    @property
+    def client_random(self) -> bytes:
+        return self._first_hello.random if self._first_hello else b""
+
+    # -- public entry points --------------------------------------------------------------------
+
+    def handle(self, raw: bytes, now: float | None = None) -> list[Action]:
+        self._now = time.time() if now is None else now
+        if self.state is ServerState.FAILED:
+            raise HandshakeError(AlertDescription.unexpected_message, "handshake has failed")
+        suite = self._selection.suite if self._selection else None
+        try:
+            message = parse_message(raw, dtls=self.dtls, hash_len=suite.hash_len if suite else 32)
+            return self._dispatch(message, raw)
+        except HandshakeError:
+            self.state = ServerState.FAILED
+            raise
+
+    def request_key_update(self, update_requested: bool) -> list[Action]:
+        if self.state is not ServerState.CONNECTED or self.application_keys is None:
+            raise RuntimeError("KeyUpdate needs an established connection")
+        return self.application_keys.send_update(update_requested)
+
+    def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
+        if self._schedule is None or not self.exporter_master_secret:
+            raise RuntimeError("exporter needs a completed handshake")
+        return self._schedule.exporter(self.exporter_master_secret, label, context, length)
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _dispatch(self, message: HandshakeMessage, raw: bytes) -> list[Action]:
+        state = self.state
+        if state is ServerState.WAIT_CLIENT_HELLO and isinstance(message, ClientHello):
+            return self._on_client_hello(message, raw)
+        if state is ServerState.WAIT_SECOND_CLIENT_HELLO and isinstance(message, ClientHello):
+            return self._on_second_client_hello(message, raw)
+        if state is ServerState.WAIT_CLIENT_CERTIFICATE and isinstance(message, Certificate):
+            return self._on_certificate(message, raw)
+        if state is ServerState.WAIT_CLIENT_CERTIFICATE_VERIFY and isinstance(
+            message, CertificateVerify
+        ):
+            return self._on_certificate_verify(message, raw)
+        if state is ServerState.WAIT_CLIENT_FINISHED and isinstance(message, Finished):
+            return self._on_finished(message, raw)
+        if state is ServerState.CONNECTED and isinstance(message, KeyUpdate):
+            assert self.application_keys is not None
+            return self.application_keys.receive_update(message)
+        raise unexpected(message, state.value)
+
+    # -- ClientHello ------------------------------------------------------------------------
+
+    def _on_client_hello(self, hello: ClientHello, raw: bytes) -> list[Action]:
+        selection = self._select(hello)
+        self._first_hello = hello
+        self.early_data_offered = hello.extensions.early_data
+        if selection.share is None or (self.config.always_hello_retry and not self._hello_retry):
+            return self._hello_retry_request(hello, selection, raw)
+        return self._server_flight(hello, selection, raw)
+
+    def _on_second_client_hello(self, hello: ClientHello, raw: bytes) -> list[Action]:
+        first, previous = self._first_hello, self._selection
+        assert first is not None and previous is not None
+        # RFC 8446 §4.1.2: the second ClientHello repeats the first except for the changes
+        # the HelloRetryRequest asked for.
+        if hello.legacy_session_id != first.legacy_session_id or hello.random != first.random:
+            raise HandshakeError(
+                AlertDescription.illegal_parameter, "second ClientHello changed random/session id"
+            )
+        if self._hrr_cookie is not None:
+            if hello.extensions.cookie is None:
+                raise HandshakeError(
+                    AlertDescription.missing_extension, "second ClientHello lacks the cookie"
+                )
+            if not hmac.compare_digest(hello.extensions.cookie, self._hrr_cookie):
+                raise HandshakeError(AlertDescription.illegal_parameter, "cookie mismatch")
+        if hello.extensions.early_data:
+            # RFC 8446 §4.2.10: early data is not permitted after HelloRetryRequest.
+            raise HandshakeError(
+                AlertDescription.illegal_parameter, "early_data offered after HelloRetryRequest"
+            )
+        selection = self._select(hello)
+        shares = hello.extensions.key_share_entries or ()
+        if (
+            selection.suite != previous.suite
+            or len(shares) != 1
+            or shares[0].group != previous.group
+        ):
+            raise HandshakeError(
+                AlertDescription.illegal_parameter,
+                "second ClientHello does not answer the HelloRetryRequest",
+            )
+        selection = Selection(
+            previous.suite,
+            previous.group,
+            shares[0].key_exchange,
+            selection.credential,
+            selection.scheme,
+            selection.alpn,
+        )
+        return self._server_flight(hello, selection, raw)
+
+    def _select(self, hello: ClientHello) -> Selection:
+        ext = hello.extensions
+        cfg = self.config
+        if hello.legacy_cookie:
+            # RFC 9147 §5.3: a DTLS 1.3 ClientHello's legacy_cookie must be empty.
+            raise HandshakeError(AlertDescription.illegal_parameter, "non-empty legacy_cookie")
+        versions = ext.supported_versions
+        if versions is None or version_for(self.dtls) not in versions:
+            # RFC 8446 §4.2.1: we negotiate only (D)TLS 1.3.
+            raise HandshakeError(
+                AlertDescription.protocol_version, "client does not offer (D)TLS 1.3"
+            )
+        suite = next(
+            (CIPHER_SUITES[c] for c in cfg.cipher_suites if c in hello.cipher_suites), None
+        )
+        if suite is None:
+            raise HandshakeError(AlertDescription.handshake_failure, "no cipher suite in common")
+        groups, shares = ext.supported_groups, ext.key_share_entries
+        # RFC 8446 §9.2: supported_groups and key_share come together; certificate-based
+        # authentication requires signature_algorithms.
+        if groups is None or shares is None:
+            raise HandshakeError(
+                AlertDescription.missing_extension, "ClientHello lacks supported_groups/key_share"
+            )
+        if ext.signature_algorithms is None:
+            raise HandshakeError(
+                AlertDescription.missing_extension, "ClientHello lacks signature_algorithms"
+            )
+        share_groups = [entry.group for entry in shares]
+        if len(set(share_groups)) != len(share_groups) or not set(share_groups) <= set(groups):
+            # RFC 8446 §4.2.8: one share per group, only for groups in supported_groups.
+            raise HandshakeError(
+                AlertDescription.illegal_parameter, "invalid key_share list in ClientHello"
+            )
+        group, share = self._choose_group(groups, shares)
+        credential, scheme = self._choose_credential(ext.signature_algorithms)
+        return Selection(suite, group, share, credential, scheme, self._choose_alpn(ext.alpn))
+
+    def _choose_group(
+        self, groups: tuple[int, ...], shares: tuple[KeyShareEntry, ...]
+    ) -> tuple[int, bytes | None]:
+        # A share the client already sent for any group we accept avoids a round trip; take
+        # the one we like best. Only without such a share do we ask (HelloRetryRequest).
+        by_group = {entry.group: entry.key_exchange for entry in shares}
+        for group in self.config.groups:
+            if group in by_group:
+                return group, by_group[group]
+        for group in self.config.groups:
+            if group in groups:
+                return group, None
+        raise HandshakeError(AlertDescription.handshake_failure, "no key exchange group in common")
+
+    def _choose_credential(self, peer_schemes: tuple[int, ...]) -> tuple[Credential, int]:
+        for credential in self.config.credentials:
+            scheme = choose_scheme(credential, peer_schemes)
+            if scheme is not None and scheme in self.config.signature_schemes:
+                return credential, scheme
+        raise HandshakeError(
+            AlertDescription.handshake_failure, "no signature scheme in common for our certificate"
+        )
+
+    def _choose_alpn(self, offered: tuple[bytes, ...] | None) -> bytes | None:
+        if offered is None or not self.config.alpn:
+            return None
+        for protocol in self.config.alpn:
+            if protocol in offered:
+                return protocol
+        # RFC 7301 §3.2
+        raise HandshakeError(
+            AlertDescription.no_application_protocol, "no application protocol in common"
+        )
+
+    def _hello_retry_request(
+        self, hello: ClientHello, selection: Selection, raw: bytes
+    ) -> list[Action]:
+        if self._hello_retry:
+            raise HandshakeError(
+                AlertDescription.illegal_parameter, "second ClientHello still has no usable share"
+            )
+        self._hello_retry = True
+        self._selection = selection
+        self._transcript.set_hash(selection.suite.hash_name)
+        self._transcript.add(raw)
+        self._transcript.restart_with_message_hash()
+        # With a share for the group already present, only a cookie can make the retry useful.
+        ask_group = selection.share is None
+        cookie = self._random(32) if (self.config.tls_cookie or not ask_group) else None
+        self._hrr_cookie = cookie
+        hrr = ServerHello(
+            random=HELLO_RETRY_REQUEST_RANDOM,
+            legacy_session_id_echo=b"" if self.dtls else hello.legacy_session_id,
+            cipher_suite=selection.suite.code,
+            extensions=Extensions(
+                selected_version=version_for(self.dtls),
+                key_share_selected_group=selection.group if ask_group else None,
+                cookie=cookie,
+            ),
+            legacy_version=legacy_version_for(self.dtls),
+        )
+        if not ask_group:
+            # The retry keeps the group: the client must send a fresh share for it.
+            self._selection = Selection(
+                selection.suite, selection.group, None, selection.credential,
+                selection.scheme, selection.alpn,
+            )
+        data = encode_message(hrr, dtls=self.dtls)
+        self._transcript.add(data)
+        self.state = ServerState.WAIT_SECOND_CLIENT_HELLO
+        actions: list[Action] = [SendMessage(epoch=int(Epoch.INITIAL), data=data)]
+        actions.extend(self._compat_ccs(hello))
+        return actions
+
+    # -- our flight ---------------------------------------------------------------------------
+
+    def _server_flight(
+        self, hello: ClientHello, selection: Selection, raw: bytes
+    ) -> list[Action]:
+        assert selection.share is not None
+        suite = selection.suite
+        self._selection = selection
+        self._client_hello = hello
+        if not self._hello_retry:
+            self._transcript.set_hash(suite.hash_name)
+        self._transcript.add(raw)
+        server_share, shared_secret = respond_key_share(
+            selection.group, selection.share, self._injected.next()
+        )
+        server_hello = ServerHello(
+            random=self._random(32),
+            # RFC 9147 §5: a DTLS server never echoes the session id.
+            legacy_session_id_echo=b"" if self.dtls else hello.legacy_session_id,
+            cipher_suite=suite.code,
+            extensions=Extensions(
+                key_share_entry=KeyShareEntry(selection.group, server_share),
+                selected_version=version_for(self.dtls),
+            ),
+            legacy_version=legacy_version_for(self.dtls),
+        )
+        schedule = KeySchedule(suite, dtls=self.dtls)
+        self._schedule = schedule
+        actions: list[Action] = [self._send(Epoch.INITIAL, encode_message(server_hello, dtls=self.dtls))]
+        actions.extend(self._compat_ccs(hello))
+        schedule.enter_handshake(shared_secret)
+        th = self._transcript.digest()
+        self._client_hs_secret = schedule.client_handshake_traffic_secret(th)
+        self._server_hs_secret = schedule.server_handshake_traffic_secret(th)
+        actions.append(self._install("write", Epoch.HANDSHAKE, self._server_hs_secret, "SERVER_HANDSHAKE_TRAFFIC_SECRET"))
+        actions.append(self._install("read", Epoch.HANDSHAKE, self._client_hs_secret, "CLIENT_HANDSHAKE_TRAFFIC_SECRET"))
+        actions.append(self._send(Epoch.HANDSHAKE, self._encrypted_extensions(hello, selection)))
+        cfg = self.config
+        if cfg.request_client_certificate or cfg.require_client_certificate:
+            self._requested_certificate = True
+            request = CertificateRequest(
+                certificate_request_context=b"",
+                extensions=Extensions(signature_algorithms=tuple(cfg.signature_schemes)),
+            )
+            actions.append(self._send(Epoch.HANDSHAKE, encode_message(request)))
+        actions.append(self._send(Epoch.HANDSHAKE, certificate_message(b"", selection.credential)))
+        actions.append(
+            self._send(
+                Epoch.HANDSHAKE,
+                certificate_verify_message(
+                    selection.credential, selection.scheme, True, self._transcript
+                ),
+            )
+        )
+        actions.append(
+            self._send(Epoch.HANDSHAKE, finished_message(schedule, self._server_hs_secret, self._transcript))
+        )
+        schedule.enter_master()
+        th = self._transcript.digest()
+        self._client_app_secret = schedule.client_application_traffic_secret(th)
+        self._server_app_secret = schedule.server_application_traffic_secret(th)
+        self.exporter_master_secret = schedule.exporter_master_secret(th)
+        actions.append(self._install("write", Epoch.APPLICATION, self._server_app_secret, "SERVER_TRAFFIC_SECRET_0"))
+        actions.append(LogSecret("EXPORTER_SECRET", self.exporter_master_secret))
+        self.state = (
+            ServerState.WAIT_CLIENT_CERTIFICATE
+            if self._requested_certificate
+            else ServerState.WAIT_CLIENT_FINISHED
+        )
+        return actions
+
+    def _encrypted_extensions(self, hello: ClientHello, selection: Selection) -> bytes:
+        offered = hello.extensions
+        limit = None
+        if offered.record_size_limit is not None:
+            # RFC 8449 §4: answer only when offered; our own receive limit.
+            limit = self.config.record_size_limit or MAX_RECORD_SIZE_LIMIT
+        ext = Extensions(
+            # RFC 6066 §3: an empty server_name acknowledges that we used the name.
+            server_name="" if offered.server_name else None,
+            alpn=(selection.alpn,) if selection.alpn is not None else None,
+            record_size_limit=limit,
+        )
+        return encode_message(EncryptedExtensions(extensions=ext))
+
+    # -- client authentication ----------------------------------------------------------------
+
+    def _on_certificate(self, cert: Certificate, raw: bytes) -> list[Action]:
+        if cert.certificate_request_context != b"":
+            raise HandshakeError(
+                AlertDescription.illegal_parameter, "client Certificate context mismatch"
+            )
+        self._transcript.add(raw)
+        if not cert.entries:
+            if self.config.require_client_certificate:
+                # RFC 8446 §4.4.2.4
+                raise HandshakeError(
+                    AlertDescription.certificate_required, "client sent no certificate"
+                )
+            self.state = ServerState.WAIT_CLIENT_FINISHED
+            return []
+        chain_der = [entry.cert_data for entry in cert.entries]
+        verification = self.config.verification
+        if verification.enabled:
+            self._peer_chain = verify_client_certificate(
+                chain_der,
+                now=self._now,
+                roots=verification.anchors,
+                relaxed_extensions=verification.relaxed_extensions,
+            )
+        else:
+            try:
+                self._peer_chain = [x509.load_der_x509_certificate(d) for d in chain_der]
+            except ValueError as exc:
+                raise HandshakeError(
+                    AlertDescription.bad_certificate, f"cannot parse certificate: {exc}"
+                ) from exc
+        self._peer_key = self._peer_chain[0].public_key()
+        self.state = ServerState.WAIT_CLIENT_CERTIFICATE_VERIFY
+        return []
+
+    def _on_certificate_verify(self, cv: CertificateVerify, raw: bytes) -> list[Action]:
+        check_certificate_verify(
+            cv,
+            self._peer_key,
+            self.config.signature_schemes,
+            from_server=False,
+            transcript_hash=self._transcript.digest(),
+        )
+        self._transcript.add(raw)
+        self.state = ServerState.WAIT_CLIENT_FINISHED
+        return []
+
+    def _on_finished(self, fin: Finished, raw: bytes) -> list[Action]:
+        schedule, selection = self._schedule, self._selection
+        assert schedule is not None and selection is not None
+        check_finished(schedule, self._client_hs_secret, self._transcript.digest(), fin)
+        self._transcript.add(raw)
+        self.resumption_master_secret = schedule.resumption_master_secret(
+            self._transcript.digest()
+        )
+        self.application_keys = ApplicationKeys(
+            schedule,
+            selection.suite,
+            self.dtls,
+            send_secret=self._server_app_secret,
+            receive_secret=self._client_app_secret,
+        )
+        self.state = ServerState.CONNECTED
+        hello = self._client_hello
+        assert hello is not None
+        self.parameters = NegotiatedParameters(
+            version=version_for(self.dtls),
+            cipher_suite=selection.suite,
+            group=selection.group,
+            signature_scheme=selection.scheme,
+            alpn=selection.alpn,
+            server_name=hello.extensions.server_name,
+            hello_retry=self._hello_retry,
+            resumed=False,
+            psk_mode=None,
+            early_data="rejected" if self.early_data_offered else "not_sent",
+            peer_certificates=tuple(self._peer_chain),
+            client_authenticated=bool(self._peer_chain),
+            peer_record_size_limit=hello.extensions.record_size_limit,
+        )
+        return [
+            self._install("read", Epoch.APPLICATION, self._client_app_secret, "CLIENT_TRAFFIC_SECRET_0"),
+            HandshakeFinished(self.parameters),
+        ]
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _compat_ccs(self, hello: ClientHello) -> list[Action]:
+        # RFC 8446 §D.4: answer a client in compatibility mode (non-empty session id) with a
+        # CCS right after our first hello; never in DTLS (RFC 9147 §5).
+        if self.dtls or self._sent_ccs or not hello.legacy_session_id:
+            return []
+        self._sent_ccs = True
+        return [SendChangeCipherSpec()]
+
+    def _send(self, epoch: int, data: bytes) -> SendMessage:
+        self._transcript.add(data)
+        return SendMessage(epoch=int(epoch), data=data)
+
+    def _install(self, direction: str, epoch: int, secret: bytes, label: str) -> InstallKeys:
+        assert self._selection is not None
+        return install(direction, int(epoch), self._selection.suite, secret, label, self.dtls)

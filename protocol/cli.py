@@ -1,0 +1,644 @@
+"""``python -m protocol`` (console script ``tls13``): a TLS 1.3 test server and client.
+
+    python -m protocol server --listen 127.0.0.1:4433 --cert server.pem --key server.key
+    python -m protocol client 127.0.0.1:4433 --cafile ca.pem --servername localhost --send hello
+    python -m protocol demo
+    python -m protocol make-certs DIR
+
+The server answers concurrently (asyncio) until killed, or one connection with ``--once``, and
+prints one line per connection to stderr. The client sends ``--send`` after the handshake,
+prints what comes back until the peer closes or ``--timeout`` seconds pass quietly, then sends
+close_notify and exits 0. Any failure exits 1 with one line on stderr.
+
+Layout: option parsing builds a config, then a *runner* per transport does the I/O
+(``run_tls_client`` / ``serve_tls``). A DTLS transport adds its options in
+``_add_dtls_options`` and its runners to ``CLIENT_RUNNERS`` / ``SERVER_RUNNERS``; everything
+else (configs, summaries, error lines) is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import json
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from handshake.alerts import AlertDescription
+
+from .config import ClientConfig, ServerConfig, parse_cipher_suites, parse_groups
+from .errors import ProtocolError
+from .events import HandshakeComplete
+from .trace import JsonLinesTrace
+from .transport_asyncio import TLSStreamReader, TLSStreamWriter, start_server
+from .transport_blocking import TLSEOFError, TLSSocket, wrap_client
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+DEFAULT_IDLE_TIMEOUT = 2.0
+# The handshake gets at least this long, whatever the idle timeout (RSA keys, slow peers).
+MIN_HANDSHAKE_TIMEOUT = 10.0
+SERVER_HANDSHAKE_TIMEOUT = 30.0
+MAX_HTTP_REQUEST = 64 * 1024
+
+# Alerts we send because the peer's certificate did not verify (RFC 8446 §6.2).
+_CERTIFICATE_ALERTS = frozenset(
+    {
+        AlertDescription.bad_certificate,
+        AlertDescription.unsupported_certificate,
+        AlertDescription.certificate_revoked,
+        AlertDescription.certificate_expired,
+        AlertDescription.certificate_unknown,
+        AlertDescription.unknown_ca,
+    }
+)
+
+
+class CLIError(Exception):
+    """A failure already phrased as the one line the user sees."""
+
+
+# -- shared helpers ---------------------------------------------------------------------------------
+
+
+def parse_hostport(text: str, *, default_host: str | None = None) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port``, or ``:port`` (with ``default_host``)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        if default_host is None:
+            raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+        host = default_host
+    return host, int(port_text)
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    return parse_hostport(text, default_host="0.0.0.0")
+
+
+def _connect_address(text: str) -> tuple[str, int]:
+    return parse_hostport(text)
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def describe_error(exc: BaseException, *, phase: str) -> str:
+    """The one line printed for a failure; ``phase`` is "connect", "handshake" or "data"."""
+    failed = "handshake failed" if phase in ("connect", "handshake") else "connection failed"
+    if isinstance(exc, CLIError):
+        return _one_line(str(exc))
+    if isinstance(exc, ProtocolError):
+        if not exc.by_peer and exc.alert in _CERTIFICATE_ALERTS:
+            return _one_line(f"certificate verify failed: {exc.reason}")
+        if exc.by_peer:
+            return _one_line(f"{failed}: {exc.reason}")
+        return _one_line(f"{failed}: {exc.reason} (sent alert {exc.alert.name})")
+    if isinstance(exc, TLSEOFError):
+        return _one_line(f"{failed}: {exc}")
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return {"connect": "connect timed out", "handshake": "handshake timed out"}.get(
+            phase, "timed out"
+        )
+    if isinstance(exc, socket.gaierror):
+        return _one_line(f"cannot resolve host: {exc.strerror or exc}")
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+        return _one_line(f"cannot read {exc.filename}: {exc.strerror}")
+    if isinstance(exc, ConnectionError):
+        return _one_line(f"{failed}: {exc.strerror or exc or type(exc).__name__}")
+    if isinstance(exc, OSError):
+        return _one_line(f"{failed}: {exc.strerror or exc}")
+    if isinstance(exc, ValueError):
+        return _one_line(f"invalid configuration: {exc}")
+    return _one_line(f"{failed}: {type(exc).__name__}: {exc}")
+
+
+def _validate_names(args: argparse.Namespace) -> None:
+    """Fail early, with a clear line, on unknown group or cipher suite names."""
+    try:
+        parse_groups(_split(args.groups))
+    except (ValueError, KeyError) as exc:
+        raise CLIError(f"invalid --groups: {_strip_quotes(exc)}") from exc
+    try:
+        parse_cipher_suites(_split(args.ciphers))
+    except (ValueError, KeyError) as exc:
+        raise CLIError(f"invalid --ciphers: {_strip_quotes(exc)}") from exc
+
+
+def _strip_quotes(exc: BaseException) -> str:
+    # KeyError's str() is the repr of its argument.
+    return str(exc.args[0]) if exc.args else str(exc)
+
+
+def _open_trace(path: Path | None) -> JsonLinesTrace | None:
+    return JsonLinesTrace(path) if path is not None else None
+
+
+def parameters_line(event: HandshakeComplete) -> str:
+    """Negotiated parameters, for the server's per-connection line and ``client -v``."""
+    parts = [
+        event.version,
+        event.cipher_suite,
+        f"group={event.group or '-'}",
+        f"sig={event.signature_scheme or '-'}",
+        f"alpn={event.alpn or '-'}",
+        f"sni={event.server_name or '-'}",
+        f"hrr={'yes' if event.hello_retry else 'no'}",
+        f"resumed={'yes' if event.resumed else 'no'}",
+    ]
+    if event.peer_certificates:
+        parts.append(f"peer={event.peer_certificate_subject}")
+    return " ".join(parts)
+
+
+def summary(
+    event: HandshakeComplete | None,
+    *,
+    bytes_sent: int,
+    bytes_received: int,
+    key_updates_sent: int,
+    key_updates_received: int,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """The ``--summary-json`` object."""
+    out: dict[str, Any] = {}
+    if event is not None:
+        out.update(
+            version=event.version,
+            cipher_suite=event.cipher_suite,
+            group=event.group,
+            signature_scheme=event.signature_scheme,
+            alpn=event.alpn,
+            server_name=event.server_name,
+            hello_retry=event.hello_retry,
+            resumed=event.resumed,
+            psk_mode=event.psk_mode,
+            early_data=event.early_data,
+            peer_certificate_subject=event.peer_certificate_subject,
+            client_authenticated=event.client_authenticated,
+            peer_record_size_limit=event.peer_record_size_limit,
+        )
+    out.update(
+        bytes_sent=bytes_sent,
+        bytes_received=bytes_received,
+        key_updates_sent=key_updates_sent,
+        key_updates_received=key_updates_received,
+    )
+    if error is not None:
+        out["error"] = error
+    return out
+
+
+# -- client -------------------------------------------------------------------------------------------
+
+
+def client_config(args: argparse.Namespace) -> ClientConfig:
+    _validate_names(args)
+    if args.insecure:
+        print(
+            "warning: --insecure: the server's certificate is NOT verified", file=sys.stderr
+        )
+    if (args.cert is None) != (args.key is None):
+        raise CLIError("invalid configuration: --cert and --key go together")
+    return ClientConfig(
+        server_name=args.servername,
+        cafile=args.cafile,
+        certfile=args.cert,
+        keyfile=args.key,
+        pins_sha256=tuple(args.pin_sha256 or ()),
+        alpn=_split(args.alpn),
+        groups=_split(args.groups),
+        cipher_suites=_split(args.ciphers),
+        record_size_limit=args.record_size_limit,
+        keylog=args.keylog,
+        trace=args.trace_hook,
+        dangerously_skip_certificate_verification=args.insecure,
+    )
+
+
+@dataclass
+class ClientOutcome:
+    """What a client run did, whatever the transport (for the summary and the exit code)."""
+
+    handshake: HandshakeComplete | None = None
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    key_updates_sent: int = 0
+    key_updates_received: int = 0
+    error: str | None = None
+
+
+def _client_payload(args: argparse.Namespace) -> bytes:
+    if args.send is None:
+        return b""
+    if args.send == "-":
+        # Read it all before connecting, so a slow stdin cannot idle out the connection.
+        return sys.stdin.buffer.read()
+    text: str = args.send
+    return text.encode()
+
+
+def run_tls_client(
+    args: argparse.Namespace, config: ClientConfig, payload: bytes, outcome: ClientOutcome
+) -> None:
+    """The TLS drive loop: connect, handshake, send, KeyUpdate, read until closed or idle,
+    close_notify. Raises on failure; ``outcome`` holds what happened up to then."""
+    host, port = args.address
+    handshake_timeout = max(args.timeout, MIN_HANDSHAKE_TIMEOUT)
+    phase = "connect"
+    tls: TLSSocket | None = None
+    try:
+        sock = socket.create_connection((host, port), timeout=handshake_timeout)
+        phase = "handshake"
+        server_name = args.servername if args.servername is not None else host
+        tls = wrap_client(sock, config, server_name=server_name, do_handshake=False)
+        outcome.handshake = tls.do_handshake()
+        phase = "data"
+        if args.verbose:
+            print(f"connected: {parameters_line(outcome.handshake)}", file=sys.stderr)
+        if payload:
+            tls.sendall(payload)
+        if args.key_update:
+            tls.key_update(request=True)
+        tls.settimeout(args.timeout)
+        out = sys.stdout.buffer
+        while True:
+            try:
+                data = tls.recv()
+            except TimeoutError:
+                break  # idle: the peer has nothing more to say
+            if not data:
+                break  # close_notify
+            out.write(data)
+            out.flush()
+        tls.close()
+    except BaseException as exc:
+        if tls is not None:
+            tls.close()
+        raise _PhaseError(exc, phase) from exc
+    finally:
+        if tls is not None:
+            conn = tls.connection
+            outcome.bytes_sent = conn.bytes_sent
+            outcome.bytes_received = conn.bytes_received
+            outcome.key_updates_sent = tls.key_updates_sent
+            outcome.key_updates_received = tls.key_updates_received
+
+
+class _PhaseError(Exception):
+    """Carries the phase a failure happened in up to the one place that prints it."""
+
+    def __init__(self, exc: BaseException, phase: str) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+        self.phase = phase
+
+
+ClientRunner = Callable[[argparse.Namespace, ClientConfig, bytes, ClientOutcome], None]
+CLIENT_RUNNERS: dict[str, ClientRunner] = {"tls": run_tls_client}
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    outcome = ClientOutcome()
+    trace = None
+    try:
+        trace = _open_trace(args.trace)
+        args.trace_hook = trace
+        config = client_config(args)
+        payload = _client_payload(args)
+        CLIENT_RUNNERS[args.transport](args, config, payload, outcome)
+    except _PhaseError as failure:
+        if isinstance(failure.exc, KeyboardInterrupt):
+            raise failure.exc from None
+        outcome.error = describe_error(failure.exc, phase=failure.phase)
+    except (CLIError, OSError, ValueError) as exc:
+        outcome.error = describe_error(exc, phase="connect")
+    finally:
+        if trace is not None:
+            trace.close()
+    if args.summary_json is not None:
+        data = summary(
+            outcome.handshake,
+            bytes_sent=outcome.bytes_sent,
+            bytes_received=outcome.bytes_received,
+            key_updates_sent=outcome.key_updates_sent,
+            key_updates_received=outcome.key_updates_received,
+            error=outcome.error,
+        )
+        Path(args.summary_json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if outcome.error is not None:
+        print(outcome.error, file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+# -- server -------------------------------------------------------------------------------------------
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    _validate_names(args)
+    if args.verify_client and args.cafile is None:
+        raise CLIError("invalid configuration: --verify-client needs --cafile")
+    return ServerConfig(
+        certfile=args.cert,
+        keyfile=args.key,
+        cafile=args.cafile,
+        verify_client=args.verify_client,
+        request_client_certificate=args.request_cert,
+        always_hello_retry=args.hrr,
+        tls_cookie=args.hrr,
+        alpn=_split(args.alpn),
+        groups=_split(args.groups),
+        cipher_suites=_split(args.ciphers),
+        record_size_limit=args.record_size_limit,
+        keylog=args.keylog,
+        trace=args.trace_hook,
+    )
+
+
+def _peer(peername: Any) -> str:
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host = peername[0]
+        return f"[{host}]:{peername[1]}" if ":" in str(host) else f"{host}:{peername[1]}"
+    return str(peername or "?")
+
+
+def _www_page(event: HandshakeComplete | None) -> bytes:
+    rows = ""
+    if event is not None:
+        fields = summary(event, bytes_sent=0, bytes_received=0, key_updates_sent=0,
+                         key_updates_received=0)
+        for key in ("version", "cipher_suite", "group", "signature_scheme", "alpn",
+                    "server_name", "hello_retry", "resumed", "peer_certificate_subject"):
+            rows += f"<tr><td>{key}</td><td>{html.escape(str(fields.get(key)))}</td></tr>\n"
+    body = (
+        "<!DOCTYPE html>\n<html><head><title>tls13</title></head><body>\n"
+        "<h1>tls13: TLS 1.3 connection established</h1>\n"
+        f"<table>\n{rows}</table>\n</body></html>\n"
+    ).encode()
+    head = (
+        "HTTP/1.0 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+_BAD_REQUEST = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
+    b"Connection: close\r\n\r\nbad request\n"
+)
+
+
+async def _serve_echo(reader: TLSStreamReader, writer: TLSStreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+
+
+async def _serve_www(reader: TLSStreamReader, writer: TLSStreamWriter) -> None:
+    request = bytearray()
+    while b"\r\n\r\n" not in request and b"\n\n" not in request:
+        data = await reader.read(65536)
+        if not data:
+            break
+        request += data
+        if len(request) > MAX_HTTP_REQUEST:
+            break
+    ok = request.startswith(b"GET ")
+    writer.write(_www_page(writer.handshake) if ok else _BAD_REQUEST)
+    await writer.drain()
+
+
+class TLSServerRun:
+    """One ``server`` invocation over TLS: per-connection handling, lines, ``--once``."""
+
+    def __init__(self, args: argparse.Namespace, config: ServerConfig) -> None:
+        self.args = args
+        self.config = config
+        self.finished: asyncio.Event | None = None
+        self.failures = 0
+        self.served = 0
+
+    def _log(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def _connection_done(self, ok: bool) -> None:
+        self.served += 1
+        if not ok:
+            self.failures += 1
+        if self.args.once and self.finished is not None:
+            self.finished.set()
+
+    def on_handshake_error(self, exc: BaseException, peername: Any) -> None:
+        self._log(f"{_peer(peername)} {describe_error(exc, phase='handshake')}")
+        self._connection_done(False)
+
+    async def handle(self, reader: TLSStreamReader, writer: TLSStreamWriter) -> None:
+        peer = _peer(writer.get_extra_info("peername"))
+        event = writer.handshake
+        if event is not None:
+            self._log(f"{peer} {parameters_line(event)}")
+        ok = True
+        try:
+            if self.args.key_update:
+                writer.key_update(request=True)
+            if self.args.mode == "www":
+                await _serve_www(reader, writer)
+            else:
+                await _serve_echo(reader, writer)
+        except (ProtocolError, TLSEOFError, ConnectionError, TimeoutError) as exc:
+            ok = False
+            self._log(f"{peer} {describe_error(exc, phase='data')}")
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (OSError, ProtocolError):
+                pass
+            self._connection_done(ok)
+
+    async def serve(self) -> int:
+        self.finished = asyncio.Event()
+        host, port = self.args.listen
+        server = await start_server(
+            self.handle,
+            host,
+            port,
+            self.config,
+            handshake_timeout=SERVER_HANDSHAKE_TIMEOUT,
+            on_handshake_error=self.on_handshake_error,
+        )
+        bound = [_peer(s.getsockname()) for s in server.sockets]
+        self._log(f"listening on {', '.join(bound)}")
+        async with server:
+            if self.args.once:
+                await self.finished.wait()
+                return EXIT_FAILURE if self.failures else EXIT_OK
+            await server.serve_forever()
+        return EXIT_OK
+
+
+def serve_tls(args: argparse.Namespace, config: ServerConfig) -> int:
+    return asyncio.run(TLSServerRun(args, config).serve())
+
+
+ServerRunner = Callable[[argparse.Namespace, ServerConfig], int]
+SERVER_RUNNERS: dict[str, ServerRunner] = {"tls": serve_tls}
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    trace = None
+    try:
+        trace = _open_trace(args.trace)
+        args.trace_hook = trace
+        config = server_config(args)
+        return SERVER_RUNNERS[args.transport](args, config)
+    except KeyboardInterrupt:
+        return 130
+    except (CLIError, OSError, ValueError) as exc:
+        line = describe_error(exc, phase="config")
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError):
+            line = _one_line(f"cannot listen on {args.listen[0]}:{args.listen[1]}: "
+                             f"{exc.strerror or exc}")
+        print(line, file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        if trace is not None:
+            trace.close()
+
+
+# -- demo and make-certs -----------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo()
+
+
+def cmd_make_certs(argv: Sequence[str]) -> int:
+    from .pki import main_make_certs
+
+    return main_make_certs(list(argv))
+
+
+# -- parser -------------------------------------------------------------------------------------------
+
+
+def _add_common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--alpn", metavar="P1,P2", help="ALPN protocols, in preference order")
+    p.add_argument("--groups", metavar="G1,G2",
+                   help="key exchange groups (IANA names: x25519, secp256r1, X25519MLKEM768, ...)")
+    p.add_argument("--ciphers", metavar="S1,S2",
+                   help="cipher suites (IANA names: TLS_AES_128_GCM_SHA256, ...)")
+    p.add_argument("--record-size-limit", type=int, metavar="N",
+                   help="record_size_limit to announce (RFC 8449, 64..16385)")
+    p.add_argument("--keylog", type=Path, metavar="FILE",
+                   help="append secrets in NSS key log format (for Wireshark)")
+    p.add_argument("--trace", type=Path, metavar="FILE",
+                   help="append every record and handshake message as JSON lines")
+    # TLS today; _add_dtls_options() will add --dtls with transport="dtls".
+    p.set_defaults(transport="tls", trace_hook=None)
+
+
+def _add_dtls_options(p: argparse.ArgumentParser) -> None:
+    """Placeholder for --dtls, --cid-length, --mtu, --retransmit-initial, --max-retransmits:
+    those set ``transport="dtls"`` and are read by the DTLS runners only."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m protocol",
+        description="tls13: a pure-Python TLS 1.3 server, client and demo.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    server = sub.add_parser("server", help="run a TLS 1.3 server (echo or www)")
+    server.add_argument("--listen", type=_listen_address, required=True, metavar="HOST:PORT")
+    server.add_argument("--cert", type=Path, required=True, metavar="PEM",
+                        help="certificate chain, leaf first")
+    server.add_argument("--key", type=Path, required=True, metavar="PEM", help="private key")
+    server.add_argument("--cafile", type=Path, metavar="PEM", help="roots for client certificates")
+    server.add_argument("--verify-client", action="store_true",
+                        help="require a client certificate that verifies against --cafile")
+    server.add_argument("--request-cert", action="store_true",
+                        help="ask for a client certificate but accept none")
+    server.add_argument("--mode", choices=("echo", "www"), default="echo",
+                        help="echo data back (default), or answer an HTTP GET with a page")
+    server.add_argument("--once", action="store_true", help="serve one connection, then exit")
+    server.add_argument("--hrr", action="store_true",
+                        help="always answer with a HelloRetryRequest carrying a cookie")
+    server.add_argument("--key-update", action="store_true",
+                        help="send a KeyUpdate (update_requested) after the handshake")
+    _add_common_options(server)
+    _add_dtls_options(server)
+    server.set_defaults(func=cmd_server)
+
+    client = sub.add_parser("client", help="connect to a TLS 1.3 server")
+    client.add_argument("address", type=_connect_address, metavar="HOST:PORT")
+    client.add_argument("--cafile", type=Path, metavar="PEM",
+                        help="trusted roots (default: the system store)")
+    client.add_argument("--servername", metavar="NAME",
+                        help="name to send (SNI) and verify (default: HOST)")
+    client.add_argument("--cert", type=Path, metavar="PEM", help="client certificate chain")
+    client.add_argument("--key", type=Path, metavar="PEM", help="client private key")
+    client.add_argument("--pin-sha256", action="append", metavar="B64",
+                        help="base64 SHA-256 of a SubjectPublicKeyInfo in the chain (repeatable)")
+    client.add_argument("--send", metavar="TEXT", help="data to send after the handshake; - = stdin")
+    client.add_argument("--key-update", action="store_true",
+                        help="send a KeyUpdate (update_requested) after the data")
+    client.add_argument("--timeout", type=float, default=DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
+                        help=f"stop reading after this long without data "
+                        f"(default {DEFAULT_IDLE_TIMEOUT:g})")
+    client.add_argument("--insecure", action="store_true",
+                        help="do NOT verify the server's certificate (tests only)")
+    client.add_argument("--summary-json", type=Path, metavar="FILE",
+                        help="write the negotiated parameters and counters as JSON")
+    client.add_argument("-v", "--verbose", action="store_true",
+                        help="print the negotiated parameters to stderr")
+    _add_common_options(client)
+    _add_dtls_options(client)
+    client.set_defaults(func=cmd_client)
+
+    demo = sub.add_parser("demo", help="loopback handshake with a readable trace")
+    demo.set_defaults(func=cmd_demo)
+
+    # Parsed by protocol.pki itself (main() hands it the rest of the command line).
+    sub.add_parser("make-certs", help="write a throwaway CA, server and client certificates",
+                   add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "make-certs":
+        return cmd_make_certs(args_list[1:])
+    args = build_parser().parse_args(args_list)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""Client and server configuration: frozen, validated once, secure by default.
+
+Files are read and trust stores built when a config is created, so every connection made
+from it starts without parsing anything.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from handshake.certificates import TrustAnchors, load_pem_certificates, load_private_key
+from handshake.cipher_suites import DEFAULT_CIPHER_SUITES, suite_by_name
+from handshake.config import Credential, HandshakeConfig, PeerVerification
+from handshake.groups import DEFAULT_GROUPS, GROUP_NAMES
+from handshake.signatures import DEFAULT_SIGNATURE_SCHEMES, SignatureScheme
+
+from .keylog import KeyLog, open_keylog
+from .trace import TraceHook
+
+PathLike = str | Path
+
+# DTLS defaults (RFC 9147 §5.8.2: initial timer 1 s; §4.4: assume IPv6's 1280-byte MTU)
+DEFAULT_MTU = 1280
+DEFAULT_RETRANSMIT_INITIAL = 1.0
+DEFAULT_RETRANSMIT_MAX = 60.0
+DEFAULT_MAX_RETRANSMITS = 6
+
+
+def parse_groups(names: Sequence[str | int]) -> tuple[int, ...]:
+    by_name = {name.lower(): code for code, name in GROUP_NAMES.items()}
+    aliases = {"p-256": 23, "p256": 23, "p-384": 24, "p384": 24, "p-521": 25, "p521": 25}
+    out: list[int] = []
+    for name in names:
+        if isinstance(name, int):
+            code: int | None = name
+        else:
+            key = name.strip().lower()
+            code = by_name.get(key, aliases.get(key))
+        if code is None or code not in GROUP_NAMES:
+            raise ValueError(f"unknown group {name!r}; known: {', '.join(GROUP_NAMES.values())}")
+        out.append(code)
+    return tuple(out)
+
+
+def parse_cipher_suites(names: Sequence[str | int]) -> tuple[int, ...]:
+    return tuple(n if isinstance(n, int) else suite_by_name(n.strip()).code for n in names)
+
+
+def parse_signature_schemes(names: Sequence[str | int]) -> tuple[int, ...]:
+    return tuple(n if isinstance(n, int) else int(SignatureScheme[n.strip()]) for n in names)
+
+
+def _pin(value: bytes | str) -> bytes:
+    if isinstance(value, bytes):
+        if len(value) != 32:
+            raise ValueError("a SHA-256 pin is 32 bytes")
+        return value
+    raw = base64.b64decode(value.strip(), validate=True)
+    if len(raw) != 32:
+        raise ValueError(f"pin {value!r} is not a base64 SHA-256 digest")
+    return raw
+
+
+def _credential(certfile: PathLike, keyfile: PathLike) -> Credential:
+    certs = load_pem_certificates(Path(certfile).read_bytes())
+    if not certs:
+        raise ValueError(f"no certificate in {certfile}")
+    key = load_private_key(Path(keyfile).read_bytes())
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Credential(chain=tuple(c.public_bytes(Encoding.DER) for c in certs), private_key=key)
+
+
+def _anchors(
+    cafile: PathLike | None, ca_certificates: Sequence[x509.Certificate]
+) -> TrustAnchors | None:
+    certs = list(ca_certificates)
+    if cafile is not None:
+        certs.extend(load_pem_certificates(Path(cafile).read_bytes()))
+    return TrustAnchors(certs) if certs else None
+
+
+@dataclass(frozen=True)
+class _Common:
+    alpn: tuple[str, ...] = ()
+    groups: tuple[str | int, ...] = ()
+    cipher_suites: tuple[str | int, ...] = ()
+    signature_schemes: tuple[str | int, ...] = ()
+    record_size_limit: int | None = None
+    # Where secrets go in NSS key log format (SSLKEYLOGFILE); a path or a callable per line.
+    keylog: PathLike | Callable[[str], None] | None = None
+    # Sees every record and handshake message sent and received; None costs nothing.
+    trace: TraceHook | None = None
+    # Loosen the CA/Browser-Forum certificate profile for private PKIs (chain, signatures,
+    # names and validity are still checked).
+    relaxed_certificate_extensions: bool = False
+    # DTLS
+    mtu: int = DEFAULT_MTU
+    retransmit_initial: float = DEFAULT_RETRANSMIT_INITIAL
+    retransmit_max: float = DEFAULT_RETRANSMIT_MAX
+    max_retransmits: int = DEFAULT_MAX_RETRANSMITS
+    cid_length: int | None = None  # DTLS Connection ID we ask the peer to use (0 = empty)
+
+    def _base(self, dtls: bool) -> dict[str, Any]:
+        if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 2**14 + 1:
+            raise ValueError("record_size_limit must be within 64..16385 (RFC 8449)")
+        return {
+            "dtls": dtls,
+            "cipher_suites": parse_cipher_suites(self.cipher_suites) or DEFAULT_CIPHER_SUITES,
+            "groups": parse_groups(self.groups) or DEFAULT_GROUPS,
+            "signature_schemes": parse_signature_schemes(self.signature_schemes)
+            or tuple(DEFAULT_SIGNATURE_SCHEMES),
+            "alpn": tuple(p.encode() for p in self.alpn),
+            "record_size_limit": self.record_size_limit,
+        }
+
+    def open_keylog(self) -> KeyLog | None:
+        return open_keylog(self.keylog)
+
+
+@dataclass(frozen=True)
+class ClientConfig(_Common):
+    """A client's settings. Verification is on: ``cafile``/``ca_certificates`` or the system
+    store, the server name, validity at handshake time, and any ``pins``."""
+
+    server_name: str | None = None
+    cafile: PathLike | None = None
+    ca_certificates: tuple[x509.Certificate, ...] = ()
+    pins_sha256: tuple[bytes | str, ...] = ()  # SPKI SHA-256 pins; any one matching passes
+    certfile: PathLike | None = None  # for client authentication
+    keyfile: PathLike | None = None
+    key_share_groups: int = 1
+    compatibility_mode: bool = True
+    # Turns off every certificate check. Only for tests against throwaway peers.
+    dangerously_skip_certificate_verification: bool = False
+    _tls: HandshakeConfig = field(init=False, repr=False, compare=False)
+    _dtls: HandshakeConfig = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        credentials: tuple[Credential, ...] = ()
+        if self.certfile is not None:
+            if self.keyfile is None:
+                raise ValueError("certfile needs keyfile")
+            credentials = (_credential(self.certfile, self.keyfile),)
+        verification = PeerVerification(
+            enabled=not self.dangerously_skip_certificate_verification,
+            anchors=_anchors(self.cafile, self.ca_certificates),
+            pins=tuple(_pin(p) for p in self.pins_sha256),
+            relaxed_extensions=self.relaxed_certificate_extensions,
+        )
+        for dtls, name in ((False, "_tls"), (True, "_dtls")):
+            hs = HandshakeConfig(
+                **self._base(dtls),
+                credentials=credentials,
+                verification=verification,
+                server_name=self.server_name,
+                key_share_groups=self.key_share_groups,
+                compatibility_mode=self.compatibility_mode and not dtls,
+            )
+            object.__setattr__(self, name, hs)
+
+    def handshake_config(self, dtls: bool) -> HandshakeConfig:
+        return self._dtls if dtls else self._tls
+
+
+@dataclass(frozen=True)
+class ServerConfig(_Common):
+    """A server's settings: its certificate chain and key, and client authentication."""
+
+    certfile: PathLike | None = None
+    keyfile: PathLike | None = None
+    credentials: tuple[Credential, ...] = ()  # more chains (e.g. ECDSA and RSA)
+    cafile: PathLike | None = None  # roots for client certificates
+    ca_certificates: tuple[x509.Certificate, ...] = ()
+    verify_client: bool = False  # require and verify a client certificate
+    request_client_certificate: bool = False  # ask, but accept an empty answer
+    always_hello_retry: bool = False
+    tls_cookie: bool = False
+    # DTLS: secret for stateless cookies (RFC 9147 §5.1); random per config when None.
+    cookie_secret: bytes | None = None
+    _tls: HandshakeConfig = field(init=False, repr=False, compare=False)
+    _dtls: HandshakeConfig = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        credentials = list(self.credentials)
+        if self.certfile is not None:
+            if self.keyfile is None:
+                raise ValueError("certfile needs keyfile")
+            credentials.insert(0, _credential(self.certfile, self.keyfile))
+        if not credentials:
+            raise ValueError("a server needs certfile/keyfile or credentials")
+        anchors = _anchors(self.cafile, self.ca_certificates)
+        if self.verify_client and anchors is None:
+            raise ValueError("verify_client needs cafile or ca_certificates")
+        verification = PeerVerification(
+            enabled=True,
+            anchors=anchors,
+            relaxed_extensions=self.relaxed_certificate_extensions,
+        )
+        for dtls, name in ((False, "_tls"), (True, "_dtls")):
+            hs = HandshakeConfig(
+                **self._base(dtls),
+                credentials=tuple(credentials),
+                verification=verification,
+                require_client_certificate=self.verify_client,
+                request_client_certificate=self.request_client_certificate,
+                always_hello_retry=self.always_hello_retry,
+                tls_cookie=self.tls_cookie,
+            )
+            object.__setattr__(self, name, hs)
+
+    def handshake_config(self, dtls: bool) -> HandshakeConfig:
+        return self._dtls if dtls else self._tls

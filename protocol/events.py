@@ -1,0 +1,80 @@
+"""Events a connection reports to the application: small immutable values (h11's style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cryptography import x509
+
+from handshake.alerts import AlertDescription
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeComplete:
+    """Every parameter the handshake settled (names as IANA registers them)."""
+
+    version: str  # "TLS 1.3" | "DTLS 1.3"
+    cipher_suite: str
+    group: str | None
+    signature_scheme: str | None
+    alpn: str | None
+    server_name: str | None
+    hello_retry: bool
+    resumed: bool
+    psk_mode: str | None
+    early_data: Literal["accepted", "rejected", "not_sent"]
+    peer_certificates: tuple[x509.Certificate, ...] = field(repr=False)
+    client_authenticated: bool
+    peer_record_size_limit: int | None
+
+    @property
+    def peer_certificate_subject(self) -> str | None:
+        if not self.peer_certificates:
+            return None
+        return self.peer_certificates[0].subject.rfc4514_string()
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationData:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUpdated:
+    """Keys moved forward: ``direction`` is "receive" (the peer updated) or "send"."""
+
+    direction: Literal["receive", "send"]
+    update_requested: bool
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertReceived:
+    """A non-fatal alert (user_canceled, RFC 8446 §6.1)."""
+
+    description: AlertDescription
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The peer sent close_notify: it will send nothing more (RFC 8446 §6.1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFailed:
+    """The connection is dead: ``alert`` was sent by us, or received when ``by_peer``."""
+
+    alert: AlertDescription
+    reason: str
+    by_peer: bool
+
+
+Event = (
+    HandshakeComplete
+    | ApplicationData
+    | KeyUpdated
+    | AlertReceived
+    | ConnectionClosed
+    | ConnectionFailed
+)

@@ -1,0 +1,475 @@
+"""TLS 1.3 connections over a byte stream, Sans-IO (RFC 8446).
+
+Bytes from the peer go in with ``receive_data(data, now)`` and come back as events; bytes for
+the peer accumulate and are taken with ``data_to_send()``. The handshake state machine (in
+``handshake/``) decides; this module frames its messages into records and installs its keys.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from handshake.actions import (
+    Action,
+    HandshakeFinished,
+    InstallKeys,
+    KeyUpdateReceived,
+    LogSecret,
+    NegotiatedParameters,
+    SendChangeCipherSpec,
+    SendMessage,
+)
+from handshake.alerts import AlertDescription, AlertLevel, HandshakeError
+from handshake.client import ClientHandshake
+from handshake.server import ServerHandshake
+from records.aead import RecordCipher
+from records.content_types import ContentType
+from records.errors import RecordError
+from records.tls import TLSRecordLayer
+
+from .config import ClientConfig, ServerConfig
+from .errors import ConnectionStateError, ProtocolError
+from .events import (
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    ConnectionFailed,
+    Event,
+    HandshakeComplete,
+    KeyUpdated,
+)
+from .negotiated import handshake_complete_event
+from .trace import TraceEvent, content_type_name, handshake_name
+
+# A handshake message larger than this is refused (a certificate chain fits many times over).
+MAX_HANDSHAKE_MESSAGE = 256 * 1024
+
+# 0-RTT records a server skips when it declines early data (RFC 8446 §4.2.10).
+MAX_SKIPPED_EARLY_RECORDS = 64
+
+State = Literal["handshaking", "connected", "closed", "failed"]
+
+
+class HandshakeReassembler:
+    """Cuts the handshake byte stream into whole messages (RFC 8446 §5.1: they may span
+    records, and several may share one)."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def pending(self) -> bool:
+        return bool(self._buf)
+
+    def next_message(self) -> bytes | None:
+        buf = self._buf
+        if len(buf) < 4:
+            return None
+        length = int.from_bytes(buf[1:4], "big")
+        if length > MAX_HANDSHAKE_MESSAGE:
+            raise HandshakeError(
+                AlertDescription.decode_error, f"handshake message of {length} bytes is too large"
+            )
+        end = 4 + length
+        if len(buf) < end:
+            return None
+        message = bytes(buf[:end])
+        del buf[:end]
+        return message
+
+
+class TLSConnection:
+    """What client and server connections share: record handling, alerts, events."""
+
+    is_client: bool
+
+    def __init__(
+        self,
+        handshake: ClientHandshake | ServerHandshake,
+        config: ClientConfig | ServerConfig,
+    ) -> None:
+        self._hs = handshake
+        self._config = config
+        self._records = TLSRecordLayer()
+        self._reassembler = HandshakeReassembler()
+        self._out = bytearray()
+        self._pending_handshake = bytearray()
+        self._events: list[Event] = []
+        self._state: State = "handshaking"
+        self._keylog = config.open_keylog()
+        self._trace = config.trace
+        self._read_epoch = 0
+        self._write_epoch = 0
+        self._close_sent = False
+        self._close_received = False
+        self._seen_client_hello = self.is_client
+        self._peer_finished = False
+        self._early_data_skipping = False
+        self._early_data_skipped = 0
+        self.parameters: NegotiatedParameters | None = None
+        self.bytes_sent = 0  # application bytes
+        self.bytes_received = 0
+        self.error: ProtocolError | None = None
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self.parameters is not None
+
+    def receive_data(self, data: bytes, now: float | None = None) -> list[Event]:
+        """Feed bytes received from the peer; returns the events they caused."""
+        if self._state in ("failed", "closed") or not data:
+            return self._take_events()
+        now = time.time() if now is None else now
+        try:
+            self._records.feed(data)
+            while self._state not in ("failed",) and not self._close_received:
+                record = self._read_record()
+                if record is None:
+                    break
+                self._handle_record(record[0], record[1], now)
+        except HandshakeError as exc:
+            self._fail(exc.alert, exc.reason)
+        except RecordError as exc:
+            self._fail(AlertDescription(exc.alert), exc.reason)
+        return self._take_events()
+
+    def send_data(self, data: bytes) -> None:
+        """Queue application data (protected with the current application keys)."""
+        if self._state != "connected" or self._close_sent:
+            raise ConnectionStateError(f"cannot send application data in state {self._state}")
+        if not data:
+            return
+        self._emit_record(ContentType.application_data, bytes(data))
+        self.bytes_sent += len(data)
+
+    def data_to_send(self) -> bytes:
+        """Everything that must go to the peer now (empty when there is nothing)."""
+        self._flush_handshake()
+        if not self._out:
+            return b""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def key_update(self, request_peer_update: bool = True) -> None:
+        """Send KeyUpdate (RFC 8446 §4.6.3); ``request_peer_update`` asks the peer to follow."""
+        if self._state != "connected" or self._close_sent:
+            raise ConnectionStateError("KeyUpdate needs an open, established connection")
+        self._apply(self._hs.request_key_update(request_peer_update))
+        self._events.append(
+            KeyUpdated(direction="send", update_requested=request_peer_update, epoch=self._write_epoch)
+        )
+
+    def close(self) -> None:
+        """Send close_notify (RFC 8446 §6.1); nothing more can be sent afterwards."""
+        if self._close_sent or self._state == "failed":
+            return
+        self._send_alert(AlertLevel.WARNING, AlertDescription.close_notify)
+        self._close_sent = True
+        if self._close_received or self._state == "handshaking":
+            self._state = "closed"
+
+    def cancel(self) -> None:
+        """user_canceled then close_notify (RFC 8446 §6.1): abandon a handshake politely."""
+        if self._close_sent or self._state == "failed":
+            return
+        self._send_alert(AlertLevel.WARNING, AlertDescription.user_canceled)
+        self.close()
+
+    def next_timer(self) -> float | None:
+        """TLS over a stream needs no timers; present for symmetry with DTLS."""
+        return None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        return self._take_events()
+
+    def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
+        """RFC 8446 §7.5 exporter (e.g. for channel binding)."""
+        return self._hs.export_keying_material(label, context, length)
+
+    @property
+    def events_pending(self) -> bool:
+        return bool(self._events)
+
+    # -- records in ----------------------------------------------------------------------------
+
+    def _read_record(self) -> tuple[int, bytes] | None:
+        while True:
+            try:
+                record = self._records.read_record()
+            except RecordError as exc:
+                if self._early_data_skipping and exc.alert == AlertDescription.bad_record_mac:
+                    # RFC 8446 §4.2.10: skip the 0-RTT records we declined (the record layer
+                    # has consumed the failed record), up to a bound.
+                    self._early_data_skipped += 1
+                    if self._early_data_skipped <= MAX_SKIPPED_EARLY_RECORDS:
+                        continue
+                raise
+            if record is not None and self._read_epoch >= 2:
+                self._early_data_skipping = False
+            return record
+
+    def _handle_record(self, content_type: int, payload: bytes, now: float) -> None:
+        trace = self._trace
+        if trace is not None:
+            trace(
+                TraceEvent(
+                    "received", "record", self._read_epoch, content_type_name(content_type),
+                    len(payload), data=payload,
+                )
+            )
+        if content_type == ContentType.handshake:
+            self._handle_handshake_bytes(payload, now)
+        elif content_type == ContentType.application_data:
+            if self._read_epoch < 3 or not self._peer_finished_or_client():
+                raise HandshakeError(
+                    AlertDescription.unexpected_message, "application data before the handshake"
+                )
+            self.bytes_received += len(payload)
+            self._events.append(ApplicationData(payload))
+        elif content_type == ContentType.alert:
+            self._handle_alert(payload)
+        elif content_type == ContentType.change_cipher_spec:
+            # RFC 8446 §5: dropped only between the first ClientHello and the peer's Finished.
+            if not self._seen_client_hello or self._peer_finished:
+                raise HandshakeError(
+                    AlertDescription.unexpected_message, "ChangeCipherSpec outside the handshake"
+                )
+        else:
+            raise HandshakeError(
+                AlertDescription.unexpected_message, f"unexpected record type {content_type}"
+            )
+
+    def _peer_finished_or_client(self) -> bool:
+        # A client reads application data once the server's Finished installed the keys; a
+        # server only after the client's Finished.
+        return self.is_client or self._peer_finished
+
+    def _handle_handshake_bytes(self, payload: bytes, now: float) -> None:
+        reassembler = self._reassembler
+        reassembler.feed(payload)
+        while (message := reassembler.next_message()) is not None:
+            trace = self._trace
+            if trace is not None:
+                trace(
+                    TraceEvent(
+                        "received", "handshake", self._read_epoch, "handshake", len(message),
+                        detail=handshake_name(message[0]), data=message,
+                    )
+                )
+            if message[0] == 1:
+                self._seen_client_hello = True
+            self._apply(self._hs.handle(message, now))
+            if not self.is_client and self._hs.early_data_offered and self._read_epoch == 2:
+                self._early_data_skipping = True
+
+    def _handle_alert(self, payload: bytes) -> None:
+        # RFC 8446 §6: an alert record carries exactly one two-byte alert.
+        if len(payload) != 2:
+            raise HandshakeError(AlertDescription.decode_error, "malformed alert")
+        try:
+            description = AlertDescription(payload[1])
+        except ValueError:
+            description = None
+        if self._trace is not None:
+            self._trace(
+                TraceEvent(
+                    "received", "alert", self._read_epoch, "alert", 2,
+                    detail=description.name if description else f"alert({payload[1]})",
+                )
+            )
+        if description is AlertDescription.close_notify:
+            self._close_received = True
+            self._events.append(ConnectionClosed())
+            # Answer with our own close_notify so the peer can close cleanly.
+            if not self._close_sent:
+                self.close()
+            self._state = "closed"
+            return
+        if description is AlertDescription.user_canceled:
+            self._events.append(AlertReceived(description))
+            return
+        # RFC 8446 §6.2: every other alert is fatal, whatever its level says.
+        alert = description or AlertDescription.illegal_parameter
+        reason = f"peer sent alert {alert.name}" if description else f"unknown alert {payload[1]}"
+        self.error = ProtocolError(alert, reason, by_peer=True)
+        self._state = "failed"
+        self._events.append(ConnectionFailed(alert, reason, by_peer=True))
+
+    # -- actions from the handshake ---------------------------------------------------------------
+
+    def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SendMessage):
+                self._queue_handshake(action.data)
+            elif isinstance(action, InstallKeys):
+                self._install(action)
+            elif isinstance(action, SendChangeCipherSpec):
+                self._flush_handshake()
+                self._emit_record(ContentType.change_cipher_spec, b"\x01")
+            elif isinstance(action, LogSecret):
+                if self._keylog is not None:
+                    self._keylog(action.label, self._hs.client_random, action.secret)
+            elif isinstance(action, HandshakeFinished):
+                self._on_handshake_finished(action.parameters)
+            elif isinstance(action, KeyUpdateReceived):
+                self._events.append(
+                    KeyUpdated("receive", action.update_requested, self._read_epoch)
+                )
+
+    def _queue_handshake(self, message: bytes) -> None:
+        if self._trace is not None:
+            self._trace(
+                TraceEvent(
+                    "sent", "handshake", self._write_epoch, "handshake", len(message),
+                    detail=handshake_name(message[0]), data=message,
+                )
+            )
+        # Messages of one flight under one key share records (RFC 8446 §5.1 allows it).
+        self._pending_handshake += message
+
+    def _flush_handshake(self) -> None:
+        if self._pending_handshake:
+            data = bytes(self._pending_handshake)
+            self._pending_handshake.clear()
+            self._emit_record(ContentType.handshake, data)
+
+    def _install(self, action: InstallKeys) -> None:
+        suite = action.suite
+        cipher = RecordCipher(suite.aead, action.keys.key, action.keys.iv, suite.tag_len)
+        if action.direction == "read":
+            # RFC 8446 §5.1: handshake messages must not span a key change.
+            if self._reassembler.pending():
+                raise HandshakeError(
+                    AlertDescription.unexpected_message, "handshake message spans a key change"
+                )
+            self._records.set_read_cipher(cipher)
+            self._read_epoch = action.epoch
+        else:
+            self._flush_handshake()
+            self._records.set_write_cipher(cipher)
+            self._write_epoch = action.epoch
+        if self._keylog is not None and action.log_label:
+            self._keylog(action.log_label, self._hs.client_random, action.secret)
+        if self._trace is not None:
+            self._trace(
+                TraceEvent(
+                    "sent" if action.direction == "write" else "received", "note", action.epoch,
+                    "keys", 0, detail=f"{action.direction} keys for epoch {action.epoch}",
+                )
+            )
+
+    def _on_handshake_finished(self, parameters: NegotiatedParameters) -> None:
+        self._flush_handshake()
+        self.parameters = parameters
+        self._peer_finished = True
+        self._state = "connected"
+        if parameters.peer_record_size_limit is not None:
+            # RFC 8449 §4: the peer's limit counts the content type byte in TLS 1.3.
+            self._records.set_write_limit(parameters.peer_record_size_limit)
+        if self._config.record_size_limit is not None:
+            self._records.set_read_limit(self._config.record_size_limit)
+        self._events.append(handshake_complete_event(parameters))
+
+    # -- records out -----------------------------------------------------------------------------
+
+    def _emit_record(self, content_type: int, data: bytes) -> None:
+        encoded = self._records.encode(content_type, data)
+        self._out += encoded
+        if self._trace is not None and content_type != ContentType.handshake:
+            self._trace(
+                TraceEvent(
+                    "sent", "record", self._write_epoch, content_type_name(content_type),
+                    len(data), data=data,
+                )
+            )
+        elif self._trace is not None:
+            self._trace(
+                TraceEvent(
+                    "sent", "record", self._write_epoch, "handshake", len(data),
+                    detail=f"handshake ({len(encoded)} bytes on the wire)",
+                )
+            )
+
+    def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
+        self._flush_handshake()
+        if self._trace is not None:
+            self._trace(
+                TraceEvent("sent", "alert", self._write_epoch, "alert", 2, detail=description.name)
+            )
+        self._emit_record(ContentType.alert, bytes((level, description)))
+
+    def _fail(self, alert: AlertDescription, reason: str) -> None:
+        if self._state == "failed":
+            return
+        self.error = ProtocolError(alert, reason)
+        # The alert goes out under whatever keys we send with now (RFC 8446 §6).
+        self._pending_handshake.clear()
+        try:
+            self._send_alert(AlertLevel.FATAL, alert)
+        except RecordError:
+            pass  # the write keys are exhausted; the peer sees the transport close
+        self._state = "failed"
+        self._events.append(ConnectionFailed(alert, reason, by_peer=False))
+
+    def _take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+
+class TLSClientConnection(TLSConnection):
+    """A TLS 1.3 client. Call ``start()`` (or ``data_to_send()``) to get the ClientHello."""
+
+    is_client = True
+
+    def __init__(self, config: ClientConfig, *, server_name: str | None = None) -> None:
+        hs_config = config.handshake_config(dtls=False)
+        if server_name is not None and server_name != hs_config.server_name:
+            from dataclasses import replace
+
+            hs_config = replace(hs_config, server_name=server_name)
+        super().__init__(ClientHandshake(hs_config), config)
+        self._client_hs: ClientHandshake = self._hs  # type: ignore[assignment]
+        self._started = False
+
+    def start(self, now: float | None = None) -> None:
+        if self._started:
+            return
+        self._started = True
+        try:
+            self._apply(self._client_hs.start(time.time() if now is None else now))
+        except HandshakeError as exc:
+            self._fail(exc.alert, exc.reason)
+
+    def data_to_send(self) -> bytes:
+        if not self._started:
+            self.start()
+        return super().data_to_send()
+
+
+class TLSServerConnection(TLSConnection):
+    """A TLS 1.3 server: feed it the client's bytes."""
+
+    is_client = False
+
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(ServerHandshake(config.handshake_config(dtls=False)), config)
+
+
+__all__ = [
+    "HandshakeComplete",
+    "TLSClientConnection",
+    "TLSConnection",
+    "TLSServerConnection",
+]
