@@ -23,7 +23,7 @@ from .actions import (
     SendMessage,
 )
 from .alerts import AlertDescription, HandshakeError
-from .certificates import verify_server_certificate
+from .certificates import parse_certificate_chain, verify_server_certificate
 from .cipher_suites import CIPHER_SUITES, CipherSuite
 from .common import (
     InjectedKeys,
@@ -55,7 +55,6 @@ from .messages import (
     Extensions,
     Finished,
     HandshakeMessage,
-    HandshakeType,
     KeyShareEntry,
     KeyUpdate,
     NewSessionTicket,
@@ -101,7 +100,6 @@ class ClientHandshake:
         self._encrypted_extensions: Extensions | None = None
         self._certificate_request: CertificateRequest | None = None
         self._peer_chain: list[x509.Certificate] = []
-        self._peer_key: object = None
         self._signature_scheme: int | None = None
         self._now = 0.0
         self.parameters: NegotiatedParameters | None = None
@@ -288,13 +286,17 @@ class ClientHandshake:
         self._server_hs_secret = schedule.server_handshake_traffic_secret(th)
         self.state = ClientState.WAIT_ENCRYPTED_EXTENSIONS
         actions: list[Action] = [
-            self._install("read", Epoch.HANDSHAKE, self._server_hs_secret, "SERVER_HANDSHAKE_TRAFFIC_SECRET")
+            self._install(
+                "read", Epoch.HANDSHAKE, self._server_hs_secret, "SERVER_HANDSHAKE_TRAFFIC_SECRET"
+            )
         ]
         # RFC 8446 §D.4: the client's CCS goes before its second flight (or its second
         # ClientHello); the server's arrives whenever, the record layer tolerates it.
         actions.extend(self._compat_ccs())
         actions.append(
-            self._install("write", Epoch.HANDSHAKE, self._client_hs_secret, "CLIENT_HANDSHAKE_TRAFFIC_SECRET")
+            self._install(
+                "write", Epoch.HANDSHAKE, self._client_hs_secret, "CLIENT_HANDSHAKE_TRAFFIC_SECRET"
+            )
         )
         return actions
 
@@ -312,7 +314,8 @@ class ClientHandshake:
         if group is not None:
             if group not in self.config.groups:
                 raise HandshakeError(
-                    AlertDescription.illegal_parameter, "HelloRetryRequest selected a group not offered"
+                    AlertDescription.illegal_parameter,
+                    "HelloRetryRequest selected a group not offered",
                 )
             if group in self._shares:
                 raise HandshakeError(
@@ -366,7 +369,8 @@ class ClientHandshake:
             # RFC 7301 §3.1: exactly one protocol, one the client offered.
             if len(ext.alpn) != 1 or ext.alpn[0] not in offered.alpn:
                 raise HandshakeError(
-                    AlertDescription.illegal_parameter, "server selected an ALPN protocol not offered"
+                    AlertDescription.illegal_parameter,
+                    "server selected an ALPN protocol not offered",
                 )
         if ext.early_data:
             raise _unsolicited("early_data")
@@ -412,8 +416,7 @@ class ClientHandshake:
                 relaxed_extensions=verification.relaxed_extensions,
             )
         else:
-            self._peer_chain = _parse_chain(chain_der)
-        self._peer_key = self._peer_chain[0].public_key()
+            self._peer_chain = parse_certificate_chain(chain_der)
         self._transcript.add(raw)
         self.state = ClientState.WAIT_CERTIFICATE_VERIFY
         return []
@@ -421,7 +424,7 @@ class ClientHandshake:
     def _on_certificate_verify(self, cv: CertificateVerify, raw: bytes) -> list[Action]:
         check_certificate_verify(
             cv,
-            self._peer_key,
+            self._peer_chain,
             self.config.signature_schemes,
             from_server=True,
             transcript_hash=self._transcript.digest(),
@@ -443,7 +446,9 @@ class ClientHandshake:
         self._server_app_secret = schedule.server_application_traffic_secret(th)
         self.exporter_master_secret = schedule.exporter_master_secret(th)
         actions: list[Action] = [
-            self._install("read", Epoch.APPLICATION, self._server_app_secret, "SERVER_TRAFFIC_SECRET_0"),
+            self._install(
+                "read", Epoch.APPLICATION, self._server_app_secret, "SERVER_TRAFFIC_SECRET_0"
+            ),
             LogSecret("EXPORTER_SECRET", self.exporter_master_secret),
         ]
         actions.extend(self._client_authentication())
@@ -453,11 +458,11 @@ class ClientHandshake:
                 finished_message(schedule, self._client_hs_secret, self._transcript),
             )
         )
-        self.resumption_master_secret = schedule.resumption_master_secret(
-            self._transcript.digest()
-        )
+        self.resumption_master_secret = schedule.resumption_master_secret(self._transcript.digest())
         actions.append(
-            self._install("write", Epoch.APPLICATION, self._client_app_secret, "CLIENT_TRAFFIC_SECRET_0")
+            self._install(
+                "write", Epoch.APPLICATION, self._client_app_secret, "CLIENT_TRAFFIC_SECRET_0"
+            )
         )
         self.application_keys = ApplicationKeys(
             schedule, suite, self.dtls, self._client_app_secret, self._server_app_secret
@@ -480,9 +485,7 @@ class ClientHandshake:
         self._client_certificate_sent = credential is not None
         return actions
 
-    def _pick_credential(
-        self, request: CertificateRequest
-    ) -> tuple[Credential | None, int | None]:
+    def _pick_credential(self, request: CertificateRequest) -> tuple[Credential | None, int | None]:
         schemes = request.extensions.signature_algorithms or ()
         for credential in self.config.credentials:
             scheme = choose_scheme(credential, schemes)
@@ -552,12 +555,3 @@ def _is_ip_literal(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _parse_chain(chain_der: list[bytes]) -> list[x509.Certificate]:
-    try:
-        return [x509.load_der_x509_certificate(der) for der in chain_der]
-    except ValueError as exc:
-        raise HandshakeError(
-            AlertDescription.bad_certificate, f"cannot parse certificate: {exc}"
-        ) from exc

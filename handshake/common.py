@@ -6,11 +6,14 @@ import hmac
 import os
 from collections.abc import Callable, Iterator, Sequence
 
+from cryptography import x509
+
+from .actions import InstallKeys
 from .alerts import AlertDescription, HandshakeError
+from .certificates import leaf_public_key
 from .cipher_suites import CipherSuite
 from .config import Credential, HandshakeConfig
 from .key_schedule import KeySchedule, traffic_keys
-from .actions import InstallKeys
 from .messages import (
     Certificate,
     CertificateEntry,
@@ -21,7 +24,13 @@ from .messages import (
     decode_message,
     encode_message,
 )
-from .signatures import certificate_verify_input, is_valid_for_certificate_verify, sign, verify
+from .signatures import (
+    certificate_verify_input,
+    is_rsassa_pss_certificate,
+    is_valid_for_certificate_verify,
+    sign,
+    verify,
+)
 from .transcript import Transcript
 
 TLS13 = 0x0304
@@ -103,13 +112,13 @@ def certificate_verify_message(
 ) -> bytes:
     # RFC 8446 §4.4.3: sign the transcript hash up to and including Certificate.
     data = certificate_verify_input(is_server, transcript.digest())
-    signature = sign(credential.private_key, scheme, data)
+    signature = sign(credential.private_key, scheme, data, rsassa_pss_key=credential.rsassa_pss)
     return encode_message(CertificateVerify(algorithm=scheme, signature=signature))
 
 
 def check_certificate_verify(
     message: CertificateVerify,
-    public_key: object,
+    chain: Sequence[x509.Certificate],
     offered: Sequence[int],
     from_server: bool,
     transcript_hash: bytes,
@@ -121,7 +130,13 @@ def check_certificate_verify(
             f"CertificateVerify uses signature scheme 0x{message.algorithm:04x} not offered",
         )
     data = certificate_verify_input(from_server, transcript_hash)
-    verify(public_key, message.algorithm, data, message.signature)
+    verify(
+        leaf_public_key(chain),
+        message.algorithm,
+        data,
+        message.signature,
+        rsassa_pss_key=is_rsassa_pss_certificate(chain[0]),
+    )
 
 
 def choose_scheme(credential: Credential, peer_schemes: Sequence[int]) -> int | None:

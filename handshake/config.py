@@ -8,24 +8,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from .certificates import TrustAnchors
 from .cipher_suites import DEFAULT_CIPHER_SUITES
 from .groups import DEFAULT_GROUPS
-from .signatures import DEFAULT_SIGNATURE_SCHEMES, schemes_for_key
+from .signatures import DEFAULT_SIGNATURE_SCHEMES, is_rsassa_pss_certificate, schemes_for_key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Credential:
     """A certificate chain (leaf first, DER) and its private key."""
 
     chain: tuple[bytes, ...]
     private_key: CertificateIssuerPrivateKeyTypes = field(repr=False)
 
-    def schemes(self) -> list[int]:
-        return schemes_for_key(self.private_key)
+    @cached_property
+    def rsassa_pss(self) -> bool:
+        """An RSASSA-PSS certificate signs only with rsa_pss_pss_* (RFC 8446 §4.2.3)."""
+        return is_rsassa_pss_certificate(x509.load_der_x509_certificate(self.chain[0]))
+
+    @cached_property
+    def signature_schemes(self) -> tuple[int, ...]:
+        return tuple(schemes_for_key(self.private_key, rsassa_pss_key=self.rsassa_pss))
+
+    def schemes(self) -> tuple[int, ...]:
+        return self.signature_schemes
 
 
 @dataclass(frozen=True)

@@ -359,13 +359,14 @@ def _has_supported_versions(body: bytes | memoryview, start: int) -> bool:
     r = Reader(body, start)
     if r.eof():
         return False
+    found = False
+    # The block must be read to its end: leaving the ``with`` early fails its length check.
     with r.pull_block(2) as block:
         while not block.eof():
             ext_type = block.pull_uint16()
             block.pull_opaque(2)
-            if ext_type == ExtensionType.supported_versions:
-                return True
-    return False
+            found = found or ext_type == ExtensionType.supported_versions
+    return found
 
 
 def _d_server_hello(r: Reader, dtls: bool, hash_len: int, body: bytes | memoryview) -> ServerHello:

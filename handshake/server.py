@@ -24,7 +24,7 @@ from .actions import (
     SendMessage,
 )
 from .alerts import AlertDescription, HandshakeError
-from .certificates import verify_client_certificate
+from .certificates import parse_certificate_chain, verify_client_certificate
 from .cipher_suites import CIPHER_SUITES, CipherSuite
 from .common import (
     InjectedKeys,
@@ -109,7 +109,6 @@ class ServerHandshake:
         self._client_app_secret = b""
         self._server_app_secret = b""
         self._peer_chain: list[x509.Certificate] = []
-        self._peer_key: object = None
         self._requested_certificate = False
         self._sent_ccs = False
         self._now = 0.0
@@ -324,8 +323,12 @@ class ServerHandshake:
         if not ask_group:
             # The retry keeps the group: the client must send a fresh share for it.
             self._selection = Selection(
-                selection.suite, selection.group, None, selection.credential,
-                selection.scheme, selection.alpn,
+                selection.suite,
+                selection.group,
+                None,
+                selection.credential,
+                selection.scheme,
+                selection.alpn,
             )
         data = encode_message(hrr, dtls=self.dtls)
         self._transcript.add(data)
@@ -336,9 +339,7 @@ class ServerHandshake:
 
     # -- our flight ---------------------------------------------------------------------------
 
-    def _server_flight(
-        self, hello: ClientHello, selection: Selection, raw: bytes
-    ) -> list[Action]:
+    def _server_flight(self, hello: ClientHello, selection: Selection, raw: bytes) -> list[Action]:
         assert selection.share is not None
         suite = selection.suite
         self._selection = selection
@@ -362,14 +363,24 @@ class ServerHandshake:
         )
         schedule = KeySchedule(suite, dtls=self.dtls)
         self._schedule = schedule
-        actions: list[Action] = [self._send(Epoch.INITIAL, encode_message(server_hello, dtls=self.dtls))]
+        actions: list[Action] = [
+            self._send(Epoch.INITIAL, encode_message(server_hello, dtls=self.dtls))
+        ]
         actions.extend(self._compat_ccs(hello))
         schedule.enter_handshake(shared_secret)
         th = self._transcript.digest()
         self._client_hs_secret = schedule.client_handshake_traffic_secret(th)
         self._server_hs_secret = schedule.server_handshake_traffic_secret(th)
-        actions.append(self._install("write", Epoch.HANDSHAKE, self._server_hs_secret, "SERVER_HANDSHAKE_TRAFFIC_SECRET"))
-        actions.append(self._install("read", Epoch.HANDSHAKE, self._client_hs_secret, "CLIENT_HANDSHAKE_TRAFFIC_SECRET"))
+        actions.append(
+            self._install(
+                "write", Epoch.HANDSHAKE, self._server_hs_secret, "SERVER_HANDSHAKE_TRAFFIC_SECRET"
+            )
+        )
+        actions.append(
+            self._install(
+                "read", Epoch.HANDSHAKE, self._client_hs_secret, "CLIENT_HANDSHAKE_TRAFFIC_SECRET"
+            )
+        )
         actions.append(self._send(Epoch.HANDSHAKE, self._encrypted_extensions(hello, selection)))
         cfg = self.config
         if cfg.request_client_certificate or cfg.require_client_certificate:
@@ -389,14 +400,21 @@ class ServerHandshake:
             )
         )
         actions.append(
-            self._send(Epoch.HANDSHAKE, finished_message(schedule, self._server_hs_secret, self._transcript))
+            self._send(
+                Epoch.HANDSHAKE,
+                finished_message(schedule, self._server_hs_secret, self._transcript),
+            )
         )
         schedule.enter_master()
         th = self._transcript.digest()
         self._client_app_secret = schedule.client_application_traffic_secret(th)
         self._server_app_secret = schedule.server_application_traffic_secret(th)
         self.exporter_master_secret = schedule.exporter_master_secret(th)
-        actions.append(self._install("write", Epoch.APPLICATION, self._server_app_secret, "SERVER_TRAFFIC_SECRET_0"))
+        actions.append(
+            self._install(
+                "write", Epoch.APPLICATION, self._server_app_secret, "SERVER_TRAFFIC_SECRET_0"
+            )
+        )
         actions.append(LogSecret("EXPORTER_SECRET", self.exporter_master_secret))
         self.state = (
             ServerState.WAIT_CLIENT_CERTIFICATE
@@ -445,20 +463,14 @@ class ServerHandshake:
                 relaxed_extensions=verification.relaxed_extensions,
             )
         else:
-            try:
-                self._peer_chain = [x509.load_der_x509_certificate(d) for d in chain_der]
-            except ValueError as exc:
-                raise HandshakeError(
-                    AlertDescription.bad_certificate, f"cannot parse certificate: {exc}"
-                ) from exc
-        self._peer_key = self._peer_chain[0].public_key()
+            self._peer_chain = parse_certificate_chain(chain_der)
         self.state = ServerState.WAIT_CLIENT_CERTIFICATE_VERIFY
         return []
 
     def _on_certificate_verify(self, cv: CertificateVerify, raw: bytes) -> list[Action]:
         check_certificate_verify(
             cv,
-            self._peer_key,
+            self._peer_chain,
             self.config.signature_schemes,
             from_server=False,
             transcript_hash=self._transcript.digest(),
@@ -472,9 +484,7 @@ class ServerHandshake:
         assert schedule is not None and selection is not None
         check_finished(schedule, self._client_hs_secret, self._transcript.digest(), fin)
         self._transcript.add(raw)
-        self.resumption_master_secret = schedule.resumption_master_secret(
-            self._transcript.digest()
-        )
+        self.resumption_master_secret = schedule.resumption_master_secret(self._transcript.digest())
         self.application_keys = ApplicationKeys(
             schedule,
             selection.suite,
@@ -501,7 +511,9 @@ class ServerHandshake:
             peer_record_size_limit=hello.extensions.record_size_limit,
         )
         return [
-            self._install("read", Epoch.APPLICATION, self._client_app_secret, "CLIENT_TRAFFIC_SECRET_0"),
+            self._install(
+                "read", Epoch.APPLICATION, self._client_app_secret, "CLIENT_TRAFFIC_SECRET_0"
+            ),
             HandshakeFinished(self.parameters),
         ]
 

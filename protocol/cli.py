@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import html
 import json
 import socket
@@ -65,7 +66,7 @@ class CLIError(Exception):
     """A failure already phrased as the one line the user sees."""
 
 
-# -- shared helpers ---------------------------------------------------------------------------------
+# -- shared helpers -------------------------------------------------------------------------------
 
 
 def parse_hostport(text: str, *, default_host: str | None = None) -> tuple[str, int]:
@@ -208,15 +209,13 @@ def summary(
     return out
 
 
-# -- client -------------------------------------------------------------------------------------------
+# -- client ---------------------------------------------------------------------------------------
 
 
 def client_config(args: argparse.Namespace) -> ClientConfig:
     _validate_names(args)
     if args.insecure:
-        print(
-            "warning: --insecure: the server's certificate is NOT verified", file=sys.stderr
-        )
+        print("warning: --insecure: the server's certificate is NOT verified", file=sys.stderr)
     if (args.cert is None) != (args.key is None):
         raise CLIError("invalid configuration: --cert and --key go together")
     return ClientConfig(
@@ -351,7 +350,7 @@ def cmd_client(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- server -------------------------------------------------------------------------------------------
+# -- server ---------------------------------------------------------------------------------------
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
@@ -385,10 +384,20 @@ def _peer(peername: Any) -> str:
 def _www_page(event: HandshakeComplete | None) -> bytes:
     rows = ""
     if event is not None:
-        fields = summary(event, bytes_sent=0, bytes_received=0, key_updates_sent=0,
-                         key_updates_received=0)
-        for key in ("version", "cipher_suite", "group", "signature_scheme", "alpn",
-                    "server_name", "hello_retry", "resumed", "peer_certificate_subject"):
+        fields = summary(
+            event, bytes_sent=0, bytes_received=0, key_updates_sent=0, key_updates_received=0
+        )
+        for key in (
+            "version",
+            "cipher_suite",
+            "group",
+            "signature_scheme",
+            "alpn",
+            "server_name",
+            "hello_retry",
+            "resumed",
+            "peer_certificate_subject",
+        ):
             rows += f"<tr><td>{key}</td><td>{html.escape(str(fields.get(key)))}</td></tr>\n"
     body = (
         "<!DOCTYPE html>\n<html><head><title>tls13</title></head><body>\n"
@@ -470,10 +479,8 @@ class TLSServerRun:
             self._log(f"{peer} {describe_error(exc, phase='data')}")
         finally:
             writer.close()
-            try:
+            with contextlib.suppress(OSError, ProtocolError):
                 await writer.wait_closed()
-            except (OSError, ProtocolError):
-                pass
             self._connection_done(ok)
 
     async def serve(self) -> int:
@@ -517,8 +524,9 @@ def cmd_server(args: argparse.Namespace) -> int:
     except (CLIError, OSError, ValueError) as exc:
         line = describe_error(exc, phase="config")
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError):
-            line = _one_line(f"cannot listen on {args.listen[0]}:{args.listen[1]}: "
-                             f"{exc.strerror or exc}")
+            line = _one_line(
+                f"cannot listen on {args.listen[0]}:{args.listen[1]}: {exc.strerror or exc}"
+            )
         print(line, file=sys.stderr)
         return EXIT_FAILURE
     finally:
@@ -526,7 +534,7 @@ def cmd_server(args: argparse.Namespace) -> int:
             trace.close()
 
 
-# -- demo and make-certs -----------------------------------------------------------------------------
+# -- demo and make-certs --------------------------------------------------------------------------
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -541,21 +549,37 @@ def cmd_make_certs(argv: Sequence[str]) -> int:
     return main_make_certs(list(argv))
 
 
-# -- parser -------------------------------------------------------------------------------------------
+# -- parser ---------------------------------------------------------------------------------------
 
 
 def _add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpn", metavar="P1,P2", help="ALPN protocols, in preference order")
-    p.add_argument("--groups", metavar="G1,G2",
-                   help="key exchange groups (IANA names: x25519, secp256r1, X25519MLKEM768, ...)")
-    p.add_argument("--ciphers", metavar="S1,S2",
-                   help="cipher suites (IANA names: TLS_AES_128_GCM_SHA256, ...)")
-    p.add_argument("--record-size-limit", type=int, metavar="N",
-                   help="record_size_limit to announce (RFC 8449, 64..16385)")
-    p.add_argument("--keylog", type=Path, metavar="FILE",
-                   help="append secrets in NSS key log format (for Wireshark)")
-    p.add_argument("--trace", type=Path, metavar="FILE",
-                   help="append every record and handshake message as JSON lines")
+    p.add_argument(
+        "--groups",
+        metavar="G1,G2",
+        help="key exchange groups (IANA names: x25519, secp256r1, X25519MLKEM768, ...)",
+    )
+    p.add_argument(
+        "--ciphers", metavar="S1,S2", help="cipher suites (IANA names: TLS_AES_128_GCM_SHA256, ...)"
+    )
+    p.add_argument(
+        "--record-size-limit",
+        type=int,
+        metavar="N",
+        help="record_size_limit to announce (RFC 8449, 64..16385)",
+    )
+    p.add_argument(
+        "--keylog",
+        type=Path,
+        metavar="FILE",
+        help="append secrets in NSS key log format (for Wireshark)",
+    )
+    p.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE",
+        help="append every record and handshake message as JSON lines",
+    )
     # TLS today; _add_dtls_options() will add --dtls with transport="dtls".
     p.set_defaults(transport="tls", trace_hook=None)
 
@@ -574,47 +598,85 @@ def build_parser() -> argparse.ArgumentParser:
 
     server = sub.add_parser("server", help="run a TLS 1.3 server (echo or www)")
     server.add_argument("--listen", type=_listen_address, required=True, metavar="HOST:PORT")
-    server.add_argument("--cert", type=Path, required=True, metavar="PEM",
-                        help="certificate chain, leaf first")
+    server.add_argument(
+        "--cert", type=Path, required=True, metavar="PEM", help="certificate chain, leaf first"
+    )
     server.add_argument("--key", type=Path, required=True, metavar="PEM", help="private key")
     server.add_argument("--cafile", type=Path, metavar="PEM", help="roots for client certificates")
-    server.add_argument("--verify-client", action="store_true",
-                        help="require a client certificate that verifies against --cafile")
-    server.add_argument("--request-cert", action="store_true",
-                        help="ask for a client certificate but accept none")
-    server.add_argument("--mode", choices=("echo", "www"), default="echo",
-                        help="echo data back (default), or answer an HTTP GET with a page")
+    server.add_argument(
+        "--verify-client",
+        action="store_true",
+        help="require a client certificate that verifies against --cafile",
+    )
+    server.add_argument(
+        "--request-cert", action="store_true", help="ask for a client certificate but accept none"
+    )
+    server.add_argument(
+        "--mode",
+        choices=("echo", "www"),
+        default="echo",
+        help="echo data back (default), or answer an HTTP GET with a page",
+    )
     server.add_argument("--once", action="store_true", help="serve one connection, then exit")
-    server.add_argument("--hrr", action="store_true",
-                        help="always answer with a HelloRetryRequest carrying a cookie")
-    server.add_argument("--key-update", action="store_true",
-                        help="send a KeyUpdate (update_requested) after the handshake")
+    server.add_argument(
+        "--hrr",
+        action="store_true",
+        help="always answer with a HelloRetryRequest carrying a cookie",
+    )
+    server.add_argument(
+        "--key-update",
+        action="store_true",
+        help="send a KeyUpdate (update_requested) after the handshake",
+    )
     _add_common_options(server)
     _add_dtls_options(server)
     server.set_defaults(func=cmd_server)
 
     client = sub.add_parser("client", help="connect to a TLS 1.3 server")
     client.add_argument("address", type=_connect_address, metavar="HOST:PORT")
-    client.add_argument("--cafile", type=Path, metavar="PEM",
-                        help="trusted roots (default: the system store)")
-    client.add_argument("--servername", metavar="NAME",
-                        help="name to send (SNI) and verify (default: HOST)")
+    client.add_argument(
+        "--cafile", type=Path, metavar="PEM", help="trusted roots (default: the system store)"
+    )
+    client.add_argument(
+        "--servername", metavar="NAME", help="name to send (SNI) and verify (default: HOST)"
+    )
     client.add_argument("--cert", type=Path, metavar="PEM", help="client certificate chain")
     client.add_argument("--key", type=Path, metavar="PEM", help="client private key")
-    client.add_argument("--pin-sha256", action="append", metavar="B64",
-                        help="base64 SHA-256 of a SubjectPublicKeyInfo in the chain (repeatable)")
-    client.add_argument("--send", metavar="TEXT", help="data to send after the handshake; - = stdin")
-    client.add_argument("--key-update", action="store_true",
-                        help="send a KeyUpdate (update_requested) after the data")
-    client.add_argument("--timeout", type=float, default=DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
-                        help=f"stop reading after this long without data "
-                        f"(default {DEFAULT_IDLE_TIMEOUT:g})")
-    client.add_argument("--insecure", action="store_true",
-                        help="do NOT verify the server's certificate (tests only)")
-    client.add_argument("--summary-json", type=Path, metavar="FILE",
-                        help="write the negotiated parameters and counters as JSON")
-    client.add_argument("-v", "--verbose", action="store_true",
-                        help="print the negotiated parameters to stderr")
+    client.add_argument(
+        "--pin-sha256",
+        action="append",
+        metavar="B64",
+        help="base64 SHA-256 of a SubjectPublicKeyInfo in the chain (repeatable)",
+    )
+    client.add_argument(
+        "--send", metavar="TEXT", help="data to send after the handshake; - = stdin"
+    )
+    client.add_argument(
+        "--key-update",
+        action="store_true",
+        help="send a KeyUpdate (update_requested) after the data",
+    )
+    client.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"stop reading after this long without data (default {DEFAULT_IDLE_TIMEOUT:g})",
+    )
+    client.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do NOT verify the server's certificate (tests only)",
+    )
+    client.add_argument(
+        "--summary-json",
+        type=Path,
+        metavar="FILE",
+        help="write the negotiated parameters and counters as JSON",
+    )
+    client.add_argument(
+        "-v", "--verbose", action="store_true", help="print the negotiated parameters to stderr"
+    )
     _add_common_options(client)
     _add_dtls_options(client)
     client.set_defaults(func=cmd_client)
@@ -623,8 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     # Parsed by protocol.pki itself (main() hands it the rest of the command line).
-    sub.add_parser("make-certs", help="write a throwaway CA, server and client certificates",
-                   add_help=False)
+    sub.add_parser(
+        "make-certs", help="write a throwaway CA, server and client certificates", add_help=False
+    )
     return parser
 
 

@@ -7,6 +7,7 @@ the peer accumulate and are taken with ``data_to_send()``. The handshake state m
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Literal
 
@@ -45,8 +46,9 @@ from .trace import TraceEvent, content_type_name, handshake_name
 # A handshake message larger than this is refused (a certificate chain fits many times over).
 MAX_HANDSHAKE_MESSAGE = 256 * 1024
 
-# 0-RTT records a server skips when it declines early data (RFC 8446 §4.2.10).
-MAX_SKIPPED_EARLY_RECORDS = 64
+# 0-RTT bytes a server skips when it declines early data it issued no ticket for
+# (RFC 8446 §4.2.10 bounds the skipping by max_early_data_size).
+MAX_SKIPPED_EARLY_DATA = 2**14
 
 State = Literal["handshaking", "connected", "closed", "failed"]
 
@@ -109,8 +111,6 @@ class TLSConnection:
         self._close_received = False
         self._seen_client_hello = self.is_client
         self._peer_finished = False
-        self._early_data_skipping = False
-        self._early_data_skipped = 0
         self.parameters: NegotiatedParameters | None = None
         self.bytes_sent = 0  # application bytes
         self.bytes_received = 0
@@ -168,7 +168,9 @@ class TLSConnection:
             raise ConnectionStateError("KeyUpdate needs an open, established connection")
         self._apply(self._hs.request_key_update(request_peer_update))
         self._events.append(
-            KeyUpdated(direction="send", update_requested=request_peer_update, epoch=self._write_epoch)
+            KeyUpdated(
+                direction="send", update_requested=request_peer_update, epoch=self._write_epoch
+            )
         )
 
     def close(self) -> None:
@@ -205,28 +207,19 @@ class TLSConnection:
     # -- records in ----------------------------------------------------------------------------
 
     def _read_record(self) -> tuple[int, bytes] | None:
-        while True:
-            try:
-                record = self._records.read_record()
-            except RecordError as exc:
-                if self._early_data_skipping and exc.alert == AlertDescription.bad_record_mac:
-                    # RFC 8446 §4.2.10: skip the 0-RTT records we declined (the record layer
-                    # has consumed the failed record), up to a bound.
-                    self._early_data_skipped += 1
-                    if self._early_data_skipped <= MAX_SKIPPED_EARLY_RECORDS:
-                        continue
-                raise
-            if record is not None and self._read_epoch >= 2:
-                self._early_data_skipping = False
-            return record
+        return self._records.read_record()
 
     def _handle_record(self, content_type: int, payload: bytes, now: float) -> None:
         trace = self._trace
         if trace is not None:
             trace(
                 TraceEvent(
-                    "received", "record", self._read_epoch, content_type_name(content_type),
-                    len(payload), data=payload,
+                    "received",
+                    "record",
+                    self._read_epoch,
+                    content_type_name(content_type),
+                    len(payload),
+                    data=payload,
                 )
             )
         if content_type == ContentType.handshake:
@@ -264,15 +257,21 @@ class TLSConnection:
             if trace is not None:
                 trace(
                     TraceEvent(
-                        "received", "handshake", self._read_epoch, "handshake", len(message),
-                        detail=handshake_name(message[0]), data=message,
+                        "received",
+                        "handshake",
+                        self._read_epoch,
+                        "handshake",
+                        len(message),
+                        detail=handshake_name(message[0]),
+                        data=message,
                     )
                 )
             if message[0] == 1:
                 self._seen_client_hello = True
             self._apply(self._hs.handle(message, now))
-            if not self.is_client and self._hs.early_data_offered and self._read_epoch == 2:
-                self._early_data_skipping = True
+            if message[0] == 1 and not self.is_client and self._hs.early_data_offered:
+                # RFC 8446 §4.2.10: 0-RTT we do not accept is skipped, up to a bound.
+                self._records.set_early_data_skip(MAX_SKIPPED_EARLY_DATA)
 
     def _handle_alert(self, payload: bytes) -> None:
         # RFC 8446 §6: an alert record carries exactly one two-byte alert.
@@ -285,7 +284,11 @@ class TLSConnection:
         if self._trace is not None:
             self._trace(
                 TraceEvent(
-                    "received", "alert", self._read_epoch, "alert", 2,
+                    "received",
+                    "alert",
+                    self._read_epoch,
+                    "alert",
+                    2,
                     detail=description.name if description else f"alert({payload[1]})",
                 )
             )
@@ -332,8 +335,13 @@ class TLSConnection:
         if self._trace is not None:
             self._trace(
                 TraceEvent(
-                    "sent", "handshake", self._write_epoch, "handshake", len(message),
-                    detail=handshake_name(message[0]), data=message,
+                    "sent",
+                    "handshake",
+                    self._write_epoch,
+                    "handshake",
+                    len(message),
+                    detail=handshake_name(message[0]),
+                    data=message,
                 )
             )
         # Messages of one flight under one key share records (RFC 8446 §5.1 allows it).
@@ -365,8 +373,12 @@ class TLSConnection:
         if self._trace is not None:
             self._trace(
                 TraceEvent(
-                    "sent" if action.direction == "write" else "received", "note", action.epoch,
-                    "keys", 0, detail=f"{action.direction} keys for epoch {action.epoch}",
+                    "sent" if action.direction == "write" else "received",
+                    "note",
+                    action.epoch,
+                    "keys",
+                    0,
+                    detail=f"{action.direction} keys for epoch {action.epoch}",
                 )
             )
 
@@ -390,14 +402,22 @@ class TLSConnection:
         if self._trace is not None and content_type != ContentType.handshake:
             self._trace(
                 TraceEvent(
-                    "sent", "record", self._write_epoch, content_type_name(content_type),
-                    len(data), data=data,
+                    "sent",
+                    "record",
+                    self._write_epoch,
+                    content_type_name(content_type),
+                    len(data),
+                    data=data,
                 )
             )
         elif self._trace is not None:
             self._trace(
                 TraceEvent(
-                    "sent", "record", self._write_epoch, "handshake", len(data),
+                    "sent",
+                    "record",
+                    self._write_epoch,
+                    "handshake",
+                    len(data),
                     detail=f"handshake ({len(encoded)} bytes on the wire)",
                 )
             )
@@ -416,10 +436,9 @@ class TLSConnection:
         self.error = ProtocolError(alert, reason)
         # The alert goes out under whatever keys we send with now (RFC 8446 §6).
         self._pending_handshake.clear()
-        try:
+        # If even the alert cannot be protected (keys exhausted) the peer sees the close.
+        with contextlib.suppress(RecordError):
             self._send_alert(AlertLevel.FATAL, alert)
-        except RecordError:
-            pass  # the write keys are exhausted; the peer sees the transport close
         self._state = "failed"
         self._events.append(ConnectionFailed(alert, reason, by_peer=False))
 

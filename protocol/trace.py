@@ -51,10 +51,11 @@ class JsonLinesTrace:
     """Writes one JSON object per event (bytes as hex, with a timestamp)."""
 
     def __init__(self, target: str | Path | IO[str], *, include_data: bool = True) -> None:
-        self._own = not hasattr(target, "write")
-        self._fh: IO[str] = (
-            Path(target).open("a", encoding="utf-8") if self._own else target  # type: ignore[arg-type,assignment]
-        )
+        self._own = isinstance(target, str | Path)
+        if isinstance(target, str | Path):
+            self._fh: IO[str] = Path(target).open("a", encoding="utf-8")  # noqa: SIM115
+        else:
+            self._fh = target
         self._include_data = include_data
         self._lock = threading.Lock()
 

@@ -57,7 +57,7 @@ class _TLSProtocol(asyncio.Protocol):
         self.handshake: asyncio.Future[HandshakeComplete] = loop.create_future()
         self.handshake.add_done_callback(_consume_exception)
         self.closed: asyncio.Future[None] = loop.create_future()
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
         self.close_notify_received = False
         self.key_updates_sent = 0
         self.key_updates_received = 0
@@ -106,7 +106,7 @@ class _TLSProtocol(asyncio.Protocol):
         self._paused = False
         self._wake_drain_waiters(None)
 
-    # -- driving the connection ---------------------------------------------------------------------
+    # -- driving the connection -------------------------------------------------------------------
 
     def flush(self) -> None:
         out = self.connection.data_to_send()
@@ -157,7 +157,7 @@ class _TLSProtocol(asyncio.Protocol):
                 )
                 self._fail(error)
 
-    def _fail(self, exc: BaseException) -> None:
+    def _fail(self, exc: Exception) -> None:
         if self.error is not None:
             return
         self.error = exc
@@ -187,7 +187,7 @@ class _TLSProtocol(asyncio.Protocol):
         self._drain_waiters.append(waiter)
         await waiter
 
-    def _wake_drain_waiters(self, exc: BaseException | None) -> None:
+    def _wake_drain_waiters(self, exc: Exception | None) -> None:
         while self._drain_waiters:
             waiter = self._drain_waiters.popleft()
             if not waiter.done():
@@ -280,8 +280,8 @@ class TLSStreamWriter:
 
 
 async def open_connection(
-    host: str | None,
-    port: int | None,
+    host: str,
+    port: int,
     config: ClientConfig,
     *,
     server_name: str | None = None,

@@ -155,7 +155,7 @@ class TLSSocket:
     ) -> None:
         self.close()
 
-    # -- driving the connection ---------------------------------------------------------------------
+    # -- driving the connection -------------------------------------------------------------------
 
     def _ensure_handshake(self) -> None:
         if self._handshake is None:
@@ -222,7 +222,9 @@ def wrap_client(
     return tls
 
 
-def wrap_server(sock: socket.socket, config: ServerConfig, *, do_handshake: bool = True) -> TLSSocket:
+def wrap_server(
+    sock: socket.socket, config: ServerConfig, *, do_handshake: bool = True
+) -> TLSSocket:
     """Serve TLS on an accepted socket."""
     tls = TLSSocket(sock, TLSServerConnection(config))
     if do_handshake:
@@ -295,7 +297,9 @@ class TLSServerSocket:
         self.close()
 
 
-def serve_one(sock: socket.socket, config: ServerConfig, *, timeout: float | None = None) -> TLSSocket:
+def serve_one(
+    sock: socket.socket, config: ServerConfig, *, timeout: float | None = None
+) -> TLSSocket:
     """Accept one connection on listening ``sock`` and complete its handshake."""
     tls, _ = TLSServerSocket(sock, config).accept(timeout=timeout)
     return tls

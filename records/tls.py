@@ -72,6 +72,7 @@ class TLSRecordLayer:
         "_off",
         "_protected_seen",
         "_read_cipher",
+        "_read_keys_installed",
         "_read_limit",
         "_write_cipher",
         "_write_limit",
@@ -91,6 +92,7 @@ class TLSRecordLayer:
         self._read_limit = MAX_INNER_PLAINTEXT
         self._write_limit = MAX_INNER_PLAINTEXT
         self._protected_seen = False
+        self._read_keys_installed = 0
         self._early_skip: int | None = None
 
     # -- keys and limits -------------------------------------------------------------------
@@ -109,6 +111,7 @@ class TLSRecordLayer:
         self.read_seq = 0
         if cipher is not None:
             self._protected_seen = True
+            self._read_keys_installed += 1
 
     def set_write_cipher(self, cipher: RecordCipher | None) -> None:
         self._write_cipher = cipher
@@ -269,8 +272,13 @@ class TLSRecordLayer:
             if length != 1:
                 raise _fail(UNEXPECTED_MESSAGE, "change_cipher_spec record is not one byte")
             return
-        if cipher is not None:
+        if cipher is not None and not (
+            ctype == _ALERT and length == 2 and self._read_keys_installed == 1
+        ):
             # RFC 8446 §5.2: once protection is on, only the compatibility CCS is plaintext.
+            # One exception while the first (handshake) read key is fresh: a peer that failed
+            # to process our hello has no keys yet and can only alert in plaintext, and
+            # reporting its alert beats replacing it with an unexpected_message of ours.
             raise _fail(UNEXPECTED_MESSAGE, f"unprotected record of type {ctype} after keys")
         if length == 0:
             # RFC 8446 §5.1 forbids zero-length handshake fragments and alerts carry exactly
