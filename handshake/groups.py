@@ -36,8 +36,19 @@ SUPPORTED_GROUPS: tuple[int, ...] = (
     NamedGroup.secp521r1,
     NamedGroup.x448,
 )
-# A key share is sent for the first only; the others are reachable through HelloRetryRequest.
-DEFAULT_GROUPS: tuple[int, ...] = (NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1)
+# A client sends a key share for the first only (cheap, universally supported); the others
+# are reachable through HelloRetryRequest.
+DEFAULT_GROUPS: tuple[int, ...] = SUPPORTED_GROUPS
+# A server takes any share the client sent for a group it supports, preferring the hybrid
+# post-quantum group when the client offers its share (RFC 8446 §4.2.8 leaves the choice open).
+SERVER_DEFAULT_GROUPS: tuple[int, ...] = (
+    NamedGroup.X25519MLKEM768,
+    NamedGroup.x25519,
+    NamedGroup.secp256r1,
+    NamedGroup.secp384r1,
+    NamedGroup.secp521r1,
+    NamedGroup.x448,
+)
 
 # RFC 8446 §4.2.8.2: uncompressed point = 0x04 || X || Y, coordinates of the field size.
 _EC_CURVES: dict[int, tuple[ec.EllipticCurve, int]] = {

@@ -61,6 +61,22 @@ _CERTIFICATE_ALERTS = frozenset(
     }
 )
 
+# Alerts a peer sends because our side of the handshake did not satisfy it. A TLS 1.3 server
+# can send them after the client's handshake is complete (the client finishes first), so
+# they still mean "the handshake failed" to the user.
+_HANDSHAKE_ALERTS = _CERTIFICATE_ALERTS | {
+    AlertDescription.handshake_failure,
+    AlertDescription.certificate_required,
+    AlertDescription.decrypt_error,
+    AlertDescription.access_denied,
+    AlertDescription.insufficient_security,
+    AlertDescription.missing_extension,
+    AlertDescription.no_application_protocol,
+    AlertDescription.protocol_version,
+    AlertDescription.illegal_parameter,
+    AlertDescription.unrecognized_name,
+}
+
 
 class CLIError(Exception):
     """A failure already phrased as the one line the user sees."""
@@ -110,6 +126,8 @@ def describe_error(exc: BaseException, *, phase: str) -> str:
         if not exc.by_peer and exc.alert in _CERTIFICATE_ALERTS:
             return _one_line(f"certificate verify failed: {exc.reason}")
         if exc.by_peer:
+            if exc.alert in _HANDSHAKE_ALERTS:
+                failed = "handshake failed"
             return _one_line(f"{failed}: {exc.reason}")
         return _one_line(f"{failed}: {exc.reason} (sent alert {exc.alert.name})")
     if isinstance(exc, TLSEOFError):

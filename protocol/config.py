@@ -10,14 +10,14 @@ import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography import x509
 
 from handshake.certificates import TrustAnchors, load_pem_certificates, load_private_key
 from handshake.cipher_suites import DEFAULT_CIPHER_SUITES, suite_by_name
 from handshake.config import Credential, HandshakeConfig, PeerVerification
-from handshake.groups import DEFAULT_GROUPS, GROUP_NAMES
+from handshake.groups import DEFAULT_GROUPS, GROUP_NAMES, SERVER_DEFAULT_GROUPS
 from handshake.signatures import DEFAULT_SIGNATURE_SCHEMES, SignatureScheme
 
 from .keylog import KeyLog, open_keylog
@@ -107,13 +107,15 @@ class _Common:
     max_retransmits: int = DEFAULT_MAX_RETRANSMITS
     cid_length: int | None = None  # DTLS Connection ID we ask the peer to use (0 = empty)
 
+    _default_groups: ClassVar[tuple[int, ...]] = DEFAULT_GROUPS
+
     def _base(self, dtls: bool) -> dict[str, Any]:
         if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 2**14 + 1:
             raise ValueError("record_size_limit must be within 64..16385 (RFC 8449)")
         return {
             "dtls": dtls,
             "cipher_suites": parse_cipher_suites(self.cipher_suites) or DEFAULT_CIPHER_SUITES,
-            "groups": parse_groups(self.groups) or DEFAULT_GROUPS,
+            "groups": parse_groups(self.groups) or self._default_groups,
             "signature_schemes": parse_signature_schemes(self.signature_schemes)
             or tuple(DEFAULT_SIGNATURE_SCHEMES),
             "alpn": tuple(p.encode() for p in self.alpn),
@@ -180,6 +182,7 @@ class ServerConfig(_Common):
     ca_certificates: tuple[x509.Certificate, ...] = ()
     verify_client: bool = False  # require and verify a client certificate
     request_client_certificate: bool = False  # ask, but accept an empty answer
+    _default_groups: ClassVar[tuple[int, ...]] = SERVER_DEFAULT_GROUPS
     always_hello_retry: bool = False
     tls_cookie: bool = False
     # DTLS: secret for stateless cookies (RFC 9147 §5.1); random per config when None.

@@ -289,7 +289,7 @@ class TLSConnection:
                     self._read_epoch,
                     "alert",
                     2,
-                    detail=description.name if description else f"alert({payload[1]})",
+                    detail=description.name if description is not None else f"alert({payload[1]})",
                 )
             )
         if description is AlertDescription.close_notify:
