@@ -96,6 +96,13 @@ class KeyUpdateReceived:
     update_requested: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionIdNegotiated:
+    """RFC 9146 / RFC 9147 §9: records we protect from now on carry ``peer_cid``."""
+
+    peer_cid: bytes
+
+
 Action = (
     SendMessage
     | SendChangeCipherSpec
@@ -103,4 +110,5 @@ Action = (
     | LogSecret
     | HandshakeFinished
     | KeyUpdateReceived
+    | ConnectionIdNegotiated
 )

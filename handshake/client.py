@@ -14,6 +14,7 @@ from cryptography import x509
 
 from .actions import (
     Action,
+    ConnectionIdNegotiated,
     Epoch,
     HandshakeFinished,
     InstallKeys,
@@ -216,6 +217,7 @@ class ClientHandshake:
             cookie=cookie,
             alpn=tuple(cfg.alpn) or None,
             record_size_limit=cfg.record_size_limit,
+            connection_id=cfg.connection_id if self.dtls else None,
         )
 
     # -- ServerHello / HelloRetryRequest ------------------------------------------------------
@@ -275,6 +277,9 @@ class ClientHandshake:
                 f"server key share for group 0x{entry.group:04x} we did not send",
             )
         shared_secret = share.exchange(entry.key_exchange)
+        peer_cid = ext.connection_id
+        if peer_cid is not None and (not self.dtls or self.config.connection_id is None):
+            raise _unsolicited("connection_id")
         self._group = entry.group
         self._set_suite(suite)
         self._transcript.add(raw)
@@ -285,11 +290,14 @@ class ClientHandshake:
         self._client_hs_secret = schedule.client_handshake_traffic_secret(th)
         self._server_hs_secret = schedule.server_handshake_traffic_secret(th)
         self.state = ClientState.WAIT_ENCRYPTED_EXTENSIONS
-        actions: list[Action] = [
+        actions: list[Action] = []
+        if peer_cid is not None:
+            actions.append(ConnectionIdNegotiated(peer_cid))
+        actions.append(
             self._install(
                 "read", Epoch.HANDSHAKE, self._server_hs_secret, "SERVER_HANDSHAKE_TRAFFIC_SECRET"
             )
-        ]
+        )
         # RFC 8446 §D.4: the client's CCS goes before its second flight (or its second
         # ClientHello); the server's arrives whenever, the record layer tolerates it.
         actions.extend(self._compat_ccs())

@@ -62,6 +62,9 @@ class HandshakeConfig:
     credentials: tuple[Credential, ...] = ()
     verification: PeerVerification = PeerVerification()
     record_size_limit: int | None = None
+    # DTLS Connection ID we want the peer to put on records to us (RFC 9146); b"" offers
+    # the extension without asking for one; None does not negotiate CIDs at all.
+    connection_id: bytes | None = None
     # client only
     server_name: str | None = None
     compatibility_mode: bool = True  # RFC 8446 §D.4; forced off for DTLS (RFC 9147 §5)

@@ -6,8 +6,10 @@ Shared by TLS and DTLS. The DTLS stateless cookie exchange (RFC 9147 §5.1) happ
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -15,6 +17,7 @@ from cryptography import x509
 
 from .actions import (
     Action,
+    ConnectionIdNegotiated,
     Epoch,
     HandshakeFinished,
     InstallKeys,
@@ -60,7 +63,7 @@ from .messages import (
     ServerHello,
     encode_message,
 )
-from .transcript import Transcript
+from .transcript import Transcript, message_hash_message
 
 # RFC 8449 §4: the largest value a TLS 1.3 endpoint can announce (2^14 + 1 content type byte).
 MAX_RECORD_SIZE_LIMIT = 2**14 + 1
@@ -74,6 +77,16 @@ class ServerState(Enum):
     WAIT_CLIENT_FINISHED = "WAIT_FINISHED"
     CONNECTED = "CONNECTED"
     FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryParameters:
+    """What a stateless server seals into its cookie to resume after HelloRetryRequest."""
+
+    suite: int
+    group: int
+    group_requested: bool
+    client_hello_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +123,9 @@ class ServerHandshake:
         self._server_app_secret = b""
         self._peer_chain: list[x509.Certificate] = []
         self._requested_certificate = False
+        self._stateless_suite: CipherSuite | None = None
+        self._stateless_group = 0
+        self._peer_cid: bytes | None = None
         self._sent_ccs = False
         self._now = 0.0
         self.parameters: NegotiatedParameters | None = None
@@ -181,10 +197,23 @@ class ServerHandshake:
 
     def _on_second_client_hello(self, hello: ClientHello, raw: bytes) -> list[Action]:
         first, previous = self._first_hello, self._selection
-        assert first is not None and previous is not None
+        if previous is None:
+            # Resumed from a cookie: the suite and group are what the cookie says.
+            assert self._stateless_suite is not None
+            chosen = self._select(hello)
+            previous = Selection(
+                self._stateless_suite,
+                self._stateless_group,
+                None,
+                chosen.credential,
+                chosen.scheme,
+                chosen.alpn,
+            )
         # RFC 8446 §4.1.2: the second ClientHello repeats the first except for the changes
-        # the HelloRetryRequest asked for.
-        if hello.legacy_session_id != first.legacy_session_id or hello.random != first.random:
+        # the HelloRetryRequest asked for. (A stateless server no longer has the first.)
+        if first is not None and (
+            hello.legacy_session_id != first.legacy_session_id or hello.random != first.random
+        ):
             raise HandshakeError(
                 AlertDescription.illegal_parameter, "second ClientHello changed random/session id"
             )
@@ -207,6 +236,7 @@ class ServerHandshake:
             or len(shares) != 1
             or shares[0].group != previous.group
         ):
+            # RFC 8446 §4.1.4/§4.2.8: exactly one share, for the group we asked for (or kept).
             raise HandshakeError(
                 AlertDescription.illegal_parameter,
                 "second ClientHello does not answer the HelloRetryRequest",
@@ -301,7 +331,6 @@ class ServerHandshake:
                 AlertDescription.illegal_parameter, "second ClientHello still has no usable share"
             )
         self._hello_retry = True
-        self._selection = selection
         self._transcript.set_hash(selection.suite.hash_name)
         self._transcript.add(raw)
         self._transcript.restart_with_message_hash()
@@ -309,33 +338,93 @@ class ServerHandshake:
         ask_group = selection.share is None
         cookie = self._random(32) if (self.config.tls_cookie or not ask_group) else None
         self._hrr_cookie = cookie
-        hrr = ServerHello(
-            random=HELLO_RETRY_REQUEST_RANDOM,
-            legacy_session_id_echo=b"" if self.dtls else hello.legacy_session_id,
-            cipher_suite=selection.suite.code,
-            extensions=Extensions(
-                selected_version=version_for(self.dtls),
-                key_share_selected_group=selection.group if ask_group else None,
-                cookie=cookie,
-            ),
-            legacy_version=legacy_version_for(self.dtls),
+        # The retry keeps the group: the client must send a (fresh) share for it.
+        self._selection = Selection(
+            selection.suite,
+            selection.group,
+            None,
+            selection.credential,
+            selection.scheme,
+            selection.alpn,
         )
-        if not ask_group:
-            # The retry keeps the group: the client must send a fresh share for it.
-            self._selection = Selection(
-                selection.suite,
-                selection.group,
-                None,
-                selection.credential,
-                selection.scheme,
-                selection.alpn,
-            )
-        data = encode_message(hrr, dtls=self.dtls)
+        data = self._hello_retry_message(
+            selection.suite.code,
+            selection.group if ask_group else None,
+            cookie,
+            b"" if self.dtls else hello.legacy_session_id,
+        )
         self._transcript.add(data)
         self.state = ServerState.WAIT_SECOND_CLIENT_HELLO
         actions: list[Action] = [SendMessage(epoch=int(Epoch.INITIAL), data=data)]
         actions.extend(self._compat_ccs(hello))
         return actions
+
+    def _hello_retry_message(
+        self, suite: int, group: int | None, cookie: bytes | None, session_id: bytes
+    ) -> bytes:
+        """HelloRetryRequest bytes, a pure function of its inputs (RFC 8446 §4.1.4), so a
+        stateless server can rebuild exactly what it sent (RFC 9147 §5.1)."""
+        hrr = ServerHello(
+            random=HELLO_RETRY_REQUEST_RANDOM,
+            legacy_session_id_echo=session_id,
+            cipher_suite=suite,
+            extensions=Extensions(
+                selected_version=version_for(self.dtls),
+                key_share_selected_group=group,
+                cookie=cookie,
+            ),
+            legacy_version=legacy_version_for(self.dtls),
+        )
+        return encode_message(hrr, dtls=self.dtls)
+
+    # -- stateless HelloRetryRequest (RFC 9147 §5.1, RFC 8446 §4.2.2) -------------------------
+
+    def stateless_retry(self, raw: bytes) -> tuple[RetryParameters, Callable[[bytes], bytes]]:
+        """Choose from ClientHello1 what a retry needs, keeping no state.
+
+        Returns the parameters to seal into the cookie and a function that builds the
+        HelloRetryRequest carrying that cookie. Raises HandshakeError for a ClientHello we
+        would refuse anyway.
+        """
+        message = parse_message(raw, dtls=self.dtls, hash_len=32)
+        if not isinstance(message, ClientHello):
+            raise unexpected(message, "stateless")
+        selection = self._select(message)
+        ch1_hash = hashlib.new(selection.suite.hash_name, raw).digest()
+        ask_group = selection.share is None
+        params = RetryParameters(
+            suite=selection.suite.code,
+            group=selection.group,
+            group_requested=ask_group,
+            client_hello_hash=ch1_hash,
+        )
+
+        def build(cookie: bytes) -> bytes:
+            return self._hello_retry_message(
+                params.suite, params.group if ask_group else None, cookie, b""
+            )
+
+        return params, build
+
+    def resume_after_retry(self, params: RetryParameters, cookie: bytes) -> None:
+        """Restore the transcript a stateless retry implies, then expect ClientHello2."""
+        if self.state is not ServerState.WAIT_CLIENT_HELLO:
+            raise RuntimeError("resume_after_retry starts a fresh handshake")
+        suite = CIPHER_SUITES.get(params.suite)
+        if suite is None:
+            raise HandshakeError(AlertDescription.illegal_parameter, "cookie names no suite")
+        self._hello_retry = True
+        self._hrr_cookie = cookie
+        self._transcript.set_hash(suite.hash_name)
+        self._transcript.add(message_hash_message(params.client_hello_hash))
+        self._transcript.add(
+            self._hello_retry_message(
+                params.suite, params.group if params.group_requested else None, cookie, b""
+            )
+        )
+        self._stateless_group = params.group
+        self._stateless_suite = suite
+        self.state = ServerState.WAIT_SECOND_CLIENT_HELLO
 
     # -- our flight ---------------------------------------------------------------------------
 
@@ -358,6 +447,7 @@ class ServerHandshake:
             extensions=Extensions(
                 key_share_entry=KeyShareEntry(selection.group, server_share),
                 selected_version=version_for(self.dtls),
+                connection_id=self._negotiate_cid(hello),
             ),
             legacy_version=legacy_version_for(self.dtls),
         )
@@ -366,6 +456,8 @@ class ServerHandshake:
         actions: list[Action] = [
             self._send(Epoch.INITIAL, encode_message(server_hello, dtls=self.dtls))
         ]
+        if self._peer_cid is not None:
+            actions.append(ConnectionIdNegotiated(self._peer_cid))
         actions.extend(self._compat_ccs(hello))
         schedule.enter_handshake(shared_secret)
         th = self._transcript.digest()
@@ -422,6 +514,15 @@ class ServerHandshake:
             else ServerState.WAIT_CLIENT_FINISHED
         )
         return actions
+
+    def _negotiate_cid(self, hello: ClientHello) -> bytes | None:
+        # RFC 9146 §3 / RFC 9147 §9: answer with our CID only when the client offered one.
+        offered = hello.extensions.connection_id
+        own = self.config.connection_id
+        if not self.dtls or offered is None or own is None:
+            return None
+        self._peer_cid = offered
+        return own
 
     def _encrypted_extensions(self, hello: ClientHello, selection: Selection) -> bytes:
         offered = hello.extensions

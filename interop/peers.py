@@ -128,5 +128,7 @@ def require(name: str) -> PeerInfo:
         )
     for needed in (peer.path, *peer.executables.values()):
         if not needed.exists():
-            raise PeerMissing(f"peer {name} is not installed: run {SETUP_COMMAND} ({needed} is gone)")
+            raise PeerMissing(
+                f"peer {name} is not installed: run {SETUP_COMMAND} ({needed} is gone)"
+            )
     return peer

@@ -116,7 +116,7 @@ apt_opts() { # apt_opts NAME
     echo "-o Dir::Etc::sourcelist=$a/sources.list -o Dir::Etc::sourceparts=/dev/null" \
          "-o Dir::State::Lists=$a/lists -o Dir::Cache::Archives=$a/archives" \
          "-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o Dir::State::status=/dev/null" \
-         "-o Dir::Etc::preferencesparts=/dev/null"
+         "-o Dir::Etc::preferencesparts=/dev/null -o APT::Sandbox::User=root"
 }
 apt_private_update() { # apt_private_update NAME SOURCES-LINES
     local a="$CACHE/apt-$1"
@@ -244,6 +244,7 @@ install_nss() {
 # System and pip peers: nothing to build, only to describe.
 describe_openssl() {
     local exe ver
+    step openssl "find the openssl CLI"
     exe=$(command -v openssl)
     ver=$(openssl version | awk '{print $2}')
     write_stamp openssl "$ver" "$exe" "exe:openssl=$exe" \
@@ -251,6 +252,7 @@ describe_openssl() {
 }
 describe_gnutls() {
     local serv cli ver
+    step gnutls "find gnutls-serv and gnutls-cli"
     serv=$(command -v gnutls-serv); cli=$(command -v gnutls-cli)
     ver=$(gnutls-cli --version | head -n 1 | awk '{print $NF}')
     write_stamp gnutls "$ver" "$cli" "exe:gnutls-serv=$serv" "exe:gnutls-cli=$cli" \
@@ -282,11 +284,21 @@ EOF
     write_stamp "$peer" "${fields[@]}"
 }
 
-# run_peer PEER FUNCTION ARGS...: run one peer's steps in a subshell that logs, and report.
+# logged LOG FUNCTION ARGS...: run the function in a subshell with errexit, tracing to LOG.
+# The subshell runs in the background and is waited for: started on the left of `||` it would run
+# with errexit ignored (bash ignores `set -e` there even when set inside), and go on past errors.
+logged() {
+    local log=$1; shift
+    ( set -euo pipefail; set -x; "$@" ) >>"$log" 2>&1 &
+    wait $!
+}
+
+# run_peer PEER FUNCTION ARGS...: run one peer's steps, logged, and report.
 run_peer() {
     local peer=$1; shift
     local rc=0
-    ( set -euo pipefail; set -x; "$@" ) >>"$LOGS/$peer.log" 2>&1 || rc=$?
+    rm -f "$STAMPS/$peer.json"
+    logged "$LOGS/$peer.log" "$@" || rc=$?
     if [ $rc -ne 0 ]; then fail "$peer" "$(why "$peer" $rc)"; return 1; fi
     say "$peer $(stamp_version "$peer") ready"
 }
@@ -297,7 +309,7 @@ stamp_version() { "$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1
 say "cache folder $CACHE"
 SYSTEM_OK=1
 : >"$LOGS/system.log"
-if ! ( set -euo pipefail; set -x; system_packages ) >>"$LOGS/system.log" 2>&1; then
+if ! logged "$LOGS/system.log" system_packages; then
     SYSTEM_OK=0
     echo "setup_peers: system packages could not be installed: $(why system 1) (see $LOGS/system.log)" >&2
 fi
@@ -319,6 +331,7 @@ for peer in wolfssl nss mbedtls wolfssl-5.5.4; do
         say "$peer $(stamp_version "$peer") already installed"
     else
         TODO+=("$peer")
+        rm -f "$STAMPS/$peer.json"   # a failed rebuild must not leave a stale entry behind
         : >"$LOGS/$peer.log"
     fi
 done
@@ -335,7 +348,7 @@ fi
 # Package lists of the private apt configurations (one download each, shared by the peers).
 if have_todo wolfssl || have_todo nss || have_todo mbedtls; then
     say "fetching sid's package lists"
-    if ! apt_private_update sid "$SID_SOURCES" >>"$LOGS/apt-sid.log" 2>&1; then
+    if ! logged "$LOGS/apt-sid.log" apt_private_update sid "$SID_SOURCES"; then
         for peer in wolfssl nss mbedtls; do
             have_todo "$peer" || continue
             fail "$peer" "sid's package lists could not be fetched ($LOGS/apt-sid.log)"
@@ -345,7 +358,7 @@ if have_todo wolfssl || have_todo nss || have_todo mbedtls; then
 fi
 if have_todo wolfssl-5.5.4; then
     say "fetching bookworm's source lists"
-    if ! apt_private_update bookworm-src "$BOOKWORM_SOURCES" >>"$LOGS/apt-bookworm-src.log" 2>&1
+    if ! logged "$LOGS/apt-bookworm-src.log" apt_private_update bookworm-src "$BOOKWORM_SOURCES"
     then
         fail wolfssl-5.5.4 "bookworm's source lists could not be fetched ($LOGS/apt-bookworm-src.log)"
         drop_todo wolfssl-5.5.4
@@ -374,7 +387,7 @@ for peer in "${TODO[@]}"; do
         nss) args=(download_nss) ;;
     esac
     rc=0
-    ( set -euo pipefail; set -x; "${args[@]}" ) >>"$LOGS/$peer.log" 2>&1 || rc=$?
+    logged "$LOGS/$peer.log" "${args[@]}" || rc=$?
     if [ $rc -ne 0 ]; then fail "$peer" "$(why "$peer" $rc)"; drop_todo "$peer"; fi
 done
 

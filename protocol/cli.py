@@ -23,17 +23,18 @@ import asyncio
 import contextlib
 import html
 import json
+import select
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from handshake.alerts import AlertDescription
 
 from .config import ClientConfig, ServerConfig, parse_cipher_suites, parse_groups
-from .errors import ProtocolError
+from .errors import ConnectionStateError, ProtocolError
 from .events import HandshakeComplete
 from .trace import JsonLinesTrace
 from .transport_asyncio import TLSStreamReader, TLSStreamWriter, start_server
@@ -48,6 +49,7 @@ DEFAULT_IDLE_TIMEOUT = 2.0
 MIN_HANDSHAKE_TIMEOUT = 10.0
 SERVER_HANDSHAKE_TIMEOUT = 30.0
 MAX_HTTP_REQUEST = 64 * 1024
+SEND_CHUNK = 64 * 1024
 
 # Alerts we send because the peer's certificate did not verify (RFC 8446 §6.2).
 _CERTIFICATE_ALERTS = frozenset(
@@ -292,13 +294,12 @@ def run_tls_client(
         phase = "data"
         if args.verbose:
             print(f"connected: {parameters_line(outcome.handshake)}", file=sys.stderr)
-        if payload:
-            tls.sendall(payload)
-        if args.key_update:
-            tls.key_update(request=True)
-        tls.settimeout(args.timeout)
         out = sys.stdout.buffer
-        while True:
+        tls.settimeout(args.timeout)
+        peer_closed = _send_interleaved(tls, payload, out)
+        if args.key_update and not peer_closed:
+            tls.key_update(request=True)
+        while not peer_closed:
             try:
                 data = tls.recv()
             except TimeoutError:
@@ -319,6 +320,21 @@ def run_tls_client(
             outcome.bytes_received = conn.bytes_received
             outcome.key_updates_sent = tls.key_updates_sent
             outcome.key_updates_received = tls.key_updates_received
+
+
+def _send_interleaved(tls: TLSSocket, payload: bytes, out: BinaryIO) -> bool:
+    """Send ``payload`` in 64 KiB pieces, printing whatever has arrived in between, so an
+    echoing peer never blocks on us while we block on it. Returns True if the peer closed."""
+    view = memoryview(payload)
+    for offset in range(0, len(view), SEND_CHUNK):
+        tls.sendall(view[offset : offset + SEND_CHUNK])
+        while tls.pending() or select.select([tls.socket], [], [], 0)[0]:
+            data = tls.recv()
+            if not data:
+                return True
+            out.write(data)
+        out.flush()
+    return False
 
 
 class _PhaseError(Exception):
@@ -492,6 +508,8 @@ class TLSServerRun:
                 await _serve_www(reader, writer)
             else:
                 await _serve_echo(reader, writer)
+        except ConnectionStateError:
+            pass  # the peer's close_notify came with its data: nothing more can be sent
         except (ProtocolError, TLSEOFError, ConnectionError, TimeoutError) as exc:
             ok = False
             self._log(f"{peer} {describe_error(exc, phase='data')}")

@@ -128,7 +128,10 @@ class _TLSProtocol(asyncio.Protocol):
         self.flush()
 
     def close_notify(self) -> None:
-        if self.connection.state in ("handshaking", "connected"):
+        if self.connection.state == "handshaking":
+            self.connection.cancel()  # user_canceled, then close_notify (RFC 8446 §6.1)
+            self.flush()
+        elif self.connection.state == "connected":
             self.connection.close()
             self.flush()
 

@@ -134,7 +134,10 @@ class TLSSocket:
             return
         self._closed = True
         try:
-            if self._conn.state in ("handshaking", "connected"):
+            if self._conn.state == "handshaking":
+                self._conn.cancel()  # user_canceled, then close_notify (RFC 8446 §6.1)
+                self._flush()
+            elif self._conn.state == "connected":
                 self._conn.close()
                 self._flush()
             # FIN after close_notify: the peer's reads end cleanly.
