@@ -24,6 +24,8 @@ class ApplicationKeys:
     receive_secret: bytes = field(repr=False)
     write_epoch: int = int(Epoch.APPLICATION)
     read_epoch: int = int(Epoch.APPLICATION)
+    # DTLS turns this off while its own KeyUpdate is unacknowledged (RFC 9147 §8).
+    answer_update_requests: bool = True
 
     def send_update(self, update_requested: bool) -> list[Action]:
         """KeyUpdate goes out under the old keys, then our sending keys move forward."""
@@ -44,7 +46,7 @@ class ApplicationKeys:
             install("read", self.read_epoch, self.suite, self.receive_secret, "", self.dtls),
             KeyUpdateReceived(update_requested=requested),
         ]
-        if requested:
+        if requested and self.answer_update_requests:
             # RFC 8446 §4.6.3: answer with update_not_requested before sending more data.
             actions.extend(self.send_update(False))
         return actions

@@ -185,7 +185,9 @@ class ServerConfig(_Common):
     _default_groups: ClassVar[tuple[int, ...]] = SERVER_DEFAULT_GROUPS
     always_hello_retry: bool = False
     tls_cookie: bool = False
-    # DTLS: secret for stateless cookies (RFC 9147 §5.1); random per config when None.
+    # DTLS: the stateless cookie exchange before any state is kept (RFC 9147 §5.1: on by
+    # default), and its secret (random per server when None).
+    dtls_cookie: bool = True
     cookie_secret: bytes | None = None
     _tls: HandshakeConfig = field(init=False, repr=False, compare=False)
     _dtls: HandshakeConfig = field(init=False, repr=False, compare=False)

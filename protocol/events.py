@@ -63,9 +63,10 @@ class ConnectionClosed:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionFailed:
-    """The connection is dead: ``alert`` was sent by us, or received when ``by_peer``."""
+    """The connection is dead: ``alert`` was sent by us, or received when ``by_peer``;
+    None when no alert was exchanged (a DTLS handshake that timed out)."""
 
-    alert: AlertDescription
+    alert: AlertDescription | None
     reason: str
     by_peer: bool
 

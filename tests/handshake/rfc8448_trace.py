@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 TRACE_FILE = Path("/work/shared/rfc/tls13-example-traces.txt")
 
 _SECTION = re.compile(r"^(\d+)\.\s{2}\S")
@@ -101,3 +103,34 @@ def hex_block(section: str, heading_contains: str, index: int = 0) -> bytes:
     if index >= len(matches):
         raise LookupError(f"§{section}: no block #{index} matching {heading_contains!r}")
     return matches[index].data
+
+
+def _int(label: str) -> int:
+    return int.from_bytes(hex_block("2", label), "big")
+
+
+@cache
+def server_rsa_private_key() -> rsa.RSAPrivateKey:
+    """The RSA key of §2 (the "rsa" certificate's key in §3, §4, §5 and §7).
+
+    The CRT values (exponent1/2, coefficient) are taken from the trace when it shows them and
+    computed from the primes otherwise."""
+    p, q, d = _int("prime1"), _int("prime2"), _int("private exponent")
+    public = rsa.RSAPublicNumbers(_int("public exponent"), _int("modulus (public)"))
+
+    def crt(label: str, compute: int) -> int:
+        try:
+            return _int(label)
+        except LookupError:
+            return compute
+
+    numbers = rsa.RSAPrivateNumbers(
+        p=p,
+        q=q,
+        d=d,
+        dmp1=crt("exponent1", rsa.rsa_crt_dmp1(d, p)),
+        dmq1=crt("exponent2", rsa.rsa_crt_dmq1(d, q)),
+        iqmp=crt("coefficient", rsa.rsa_crt_iqmp(p, q)),
+        public_numbers=public,
+    )
+    return numbers.private_key()

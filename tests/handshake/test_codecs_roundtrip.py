@@ -14,7 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handshake.buffer import Reader, Writer
-from handshake.extensions import _ALLOWED, _CONTEXT_FIELDS, _HRR
+from handshake.extensions import (
+    _ALLOWED,
+    _CONTEXT_FIELDS,
+    _HRR,
+    decode_extensions,
+    encode_extensions,
+)
 from handshake.messages import (
     HELLO_RETRY_REQUEST_RANDOM,
     Certificate,
@@ -24,8 +30,8 @@ from handshake.messages import (
     ClientHello,
     EncryptedExtensions,
     EndOfEarlyData,
-    ExtensionType,
     Extensions,
+    ExtensionType,
     Finished,
     HandshakeMessage,
     HandshakeType,
@@ -37,9 +43,7 @@ from handshake.messages import (
     PskIdentity,
     RequestConnectionId,
     ServerHello,
-    decode_extensions,
     decode_message,
-    encode_extensions,
     encode_message,
 )
 
@@ -150,6 +154,8 @@ def extensions(draw: st.DrawFn, ctx: int) -> Extensions:
             perm.remove(ExtensionType.pre_shared_key)
             perm.append(ExtensionType.pre_shared_key)
         order = tuple(perm)
+        # decoding lists unknown extensions in wire order
+        unknown = tuple(sorted(unknown, key=lambda e: perm.index(e[0])))
     return Extensions(**values, unknown=unknown, order=order)
 
 
@@ -252,7 +258,7 @@ def strip_order(msg: HandshakeMessage) -> HandshakeMessage:
         return dataclasses.replace(msg, entries=entries)
     ext = getattr(msg, "extensions", None)
     if isinstance(ext, Extensions):
-        return dataclasses.replace(msg, extensions=dataclasses.replace(ext, order=()))  # type: ignore[type-var]
+        return dataclasses.replace(msg, extensions=dataclasses.replace(ext, order=()))  # type: ignore[arg-type]
     return msg
 
 

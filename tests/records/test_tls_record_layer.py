@@ -449,12 +449,26 @@ def test_unknown_outer_content_type(ctype: int) -> None:
     assert alert_of(reader) == errors.UNEXPECTED_MESSAGE
 
 
-@pytest.mark.parametrize("ctype", [HS, ALERT])
-def test_plaintext_record_after_read_key_is_unexpected_message(ctype: int) -> None:
+def test_plaintext_handshake_after_read_key_is_unexpected_message() -> None:
     reader = TLSRecordLayer()
     reader.set_read_cipher(make_cipher())
-    reader.feed(plain_record(ctype, b"\x01\x00"))
+    reader.feed(plain_record(HS, b"\x01\x00"))
     assert alert_of(reader) == errors.UNEXPECTED_MESSAGE
+
+
+def test_plaintext_alert_only_under_the_first_read_key() -> None:
+    # A peer that failed on our hello alerts in plaintext; we report its alert.
+    reader = TLSRecordLayer()
+    reader.set_read_cipher(make_cipher())
+    reader.feed(plain_record(ALERT, b"\x02\x28"))
+    assert reader.read_record() == (ALERT, b"\x02\x28")
+    reader.feed(plain_record(ALERT, b"\x02\x28\x00"))  # not a single alert
+    assert alert_of(reader) == errors.UNEXPECTED_MESSAGE
+    later = TLSRecordLayer()
+    later.set_read_cipher(make_cipher())
+    later.set_read_cipher(make_cipher())
+    later.feed(plain_record(ALERT, b"\x02\x28"))
+    assert alert_of(later) == errors.UNEXPECTED_MESSAGE
 
 
 def test_unprotected_application_data_is_unexpected_message() -> None:

@@ -1,0 +1,721 @@
+"""DTLS 1.3 connections over datagrams, Sans-IO (RFC 9147).
+
+The same handshake state machines as TLS run underneath; this module adds what datagrams
+need: handshake fragmentation to the path MTU and reassembly (§5.5), flights with
+retransmission and exponential backoff (§5.8), ACKs (§7), KeyUpdate's ACK rule (§8),
+Connection IDs (§9) and the stateless cookie exchange (§5.1).
+
+The driver feeds datagrams with ``receive_datagram(data, now)``, sends what
+``datagrams_to_send(now)`` returns, and calls ``handle_timer(now)`` once ``next_timer()``
+has passed. Nothing here sleeps, reads a clock or touches a socket.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Literal
+
+from handshake.actions import (
+    Action,
+    ConnectionIdNegotiated,
+    HandshakeFinished,
+    InstallKeys,
+    KeyUpdateReceived,
+    LogSecret,
+    NegotiatedParameters,
+    SendChangeCipherSpec,
+    SendMessage,
+)
+from handshake.alerts import AlertDescription, AlertLevel, HandshakeError
+from handshake.client import ClientHandshake
+from handshake.server import RetryParameters, ServerHandshake
+from records.aead import RecordCipher
+from records.content_types import ContentType
+from records.dtls_epoch import DTLSEpochCipher
+from records.dtls_layer import DTLSRecord, DTLSRecordLayer
+from records.errors import RecordError
+from records.record_numbers import RecordNumber, decode_ack, encode_ack
+
+from .config import ClientConfig, ServerConfig
+from .dtls_cookie import CookieSealer, HelloCollector, address_bytes
+from .dtls_flight import Flight, FlightState, Fragment
+from .dtls_fragments import FragmentError, HandshakeReassembler, fragment_message
+from .errors import ConnectionStateError, ProtocolError
+from .events import (
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    ConnectionFailed,
+    Event,
+    KeyUpdated,
+)
+from .negotiated import handshake_complete_event
+from .trace import TraceEvent, content_type_name, handshake_name
+
+State = Literal["handshaking", "connected", "closed", "failed"]
+
+# IPv6 + UDP headers: what a path MTU leaves for the DTLS datagram (RFC 9147 §4.4).
+IP_UDP_OVERHEAD = 48
+# Application data that arrives before the peer's Finished is held, not lost (§5.8.1).
+MAX_EARLY_APPLICATION_RECORDS = 32
+# RFC 9147 §5.8.1 suggests an ACK timer of 1/4 of the retransmission timer.
+ACK_DELAY_FRACTION = 0.25
+# Handshake message types that are single-message post-handshake flights needing an ACK.
+_POST_HANDSHAKE_ACKED = {4, 9, 10, 24}  # NewSessionTicket, RequestConnectionId, NewConnectionId, KeyUpdate
+
+
+def _carries(flight: Flight, msg_type: int) -> bool:
+    return any(f.data[0] == msg_type for f in flight.fragments)
+
+
+class DTLSConnection:
+    """What DTLS clients and servers share."""
+
+    is_client: bool
+
+    def __init__(
+        self,
+        handshake: ClientHandshake | ServerHandshake,
+        config: ClientConfig | ServerConfig,
+    ) -> None:
+        self._hs = handshake
+        self._config = config
+        self._layer = DTLSRecordLayer()
+        self._reassembler = HandshakeReassembler()
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self._state: State = "handshaking"
+        self._keylog = config.open_keylog()
+        self._trace = config.trace
+        self._payload_limit = max(config.mtu - IP_UDP_OVERHEAD, 64)
+        self._send_seq = 0  # next message_seq we assign (RFC 9147 §5.2)
+        self._flight: Flight | None = None  # the handshake flight in progress
+        self._post_flights: list[Flight] = []  # post-handshake messages awaiting ACK (§5.8.4)
+        self._new_flight: Flight | None = None  # being assembled from handshake actions
+        self._incoming: list[RecordNumber] = []  # handshake records of the peer's current flight
+        self._ack_deadline: float | None = None
+        self._peer_finished = False
+        self._held_application: list[bytes] = []
+        self._close_sent = False
+        self._pending_write_keys: InstallKeys | None = None
+        self.parameters: NegotiatedParameters | None = None
+        self.error: ProtocolError | None = None
+        self.retransmissions = 0
+        self.datagrams_sent = 0
+        self.datagrams_received = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.handshake_round_trips = 0
+        self.cid_sent: bytes | None = None  # the CID we put on records (the peer's)
+        self.cid_received: bytes | None = None  # the CID the peer puts on records (ours)
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._now = 0.0  # the latest time the driver told us
+        self.address_validated = True
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self.parameters is not None
+
+    def receive_datagram(self, data: bytes, now: float) -> list[Event]:
+        """Process one datagram from the peer; invalid records in it are dropped (§4.5.2)."""
+        if self._state in ("failed", "closed"):
+            return self._take_events()
+        self._now = now
+        self.datagrams_received += 1
+        self._bytes_in += len(data)
+        try:
+            for record in self._layer.decode_datagram(data):
+                if self._state in ("failed", "closed"):
+                    break
+                self._handle_record(record, now)
+            self._after_input(now)
+        except HandshakeError as exc:
+            self._fail(exc.alert, exc.reason)
+        except FragmentError as exc:
+            self._fail(AlertDescription(exc.alert), exc.reason)
+        except RecordError as exc:
+            self._fail(AlertDescription(exc.alert), exc.reason)
+        return self._take_events()
+
+    def datagrams_to_send(self, now: float | None = None) -> list[bytes]:
+        """The datagrams to put on the wire now, each at most the path MTU's payload."""
+        out = self._out
+        if not self.address_validated:
+            # RFC 9147 §5.1: at most three times what the unvalidated address sent us.
+            budget = 3 * self._bytes_in - self._bytes_out
+            allowed: list[bytes] = []
+            while out and len(out[0]) <= budget:
+                budget -= len(out[0])
+                allowed.append(out.pop(0))
+            out, self._out = allowed, out
+        else:
+            self._out = []
+        for datagram in out:
+            self._bytes_out += len(datagram)
+        self.datagrams_sent += len(out)
+        return out
+
+    def next_timer(self) -> float | None:
+        """When ``handle_timer`` must next be called (None: no timer running)."""
+        deadlines = [f.deadline for f in self._live_flights() if f.deadline is not None]
+        if self._ack_deadline is not None:
+            deadlines.append(self._ack_deadline)
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        self._now = now
+        if self._state in ("failed", "closed"):
+            return self._take_events()
+        try:
+            if self._ack_deadline is not None and now >= self._ack_deadline:
+                self._send_ack()
+            for flight in self._live_flights():
+                if flight.deadline is not None and now >= flight.deadline:
+                    self._retransmit(flight, now)
+                    if self._state == "failed":
+                        break
+        except RecordError as exc:
+            self._fail(AlertDescription(exc.alert), exc.reason)
+        return self._take_events()
+
+    def send_data(self, data: bytes) -> None:
+        """Queue application data: one record per datagram-sized piece (epoch 3 or later)."""
+        if self._state != "connected" or self._close_sent:
+            raise ConnectionStateError(f"cannot send application data in state {self._state}")
+        limit = self._layer.write_limit - 1
+        step = min(limit, self._payload_limit - self._layer.record_overhead())
+        view = memoryview(data)
+        for start in range(0, len(data), step):
+            self._emit(ContentType.application_data, bytes(view[start : start + step]))
+        if not data:
+            self._emit(ContentType.application_data, b"")
+        self.bytes_sent += len(data)
+
+    def key_update(self, request_peer_update: bool = True) -> None:
+        """Send KeyUpdate; our new keys take effect once the peer ACKs it (RFC 9147 §8)."""
+        if self._state != "connected" or self._close_sent:
+            raise ConnectionStateError("KeyUpdate needs an open, established connection")
+        if self._key_update_outstanding():
+            raise ConnectionStateError("the previous KeyUpdate is not acknowledged yet (§8)")
+        self._apply(self._hs.request_key_update(request_peer_update), self._now)
+        self._events.append(KeyUpdated("send", request_peer_update, self._layer.write_epoch + 1))
+
+    def close(self) -> None:
+        """Send close_notify (alerts are not retransmitted, RFC 9147 §5.10)."""
+        if self._close_sent or self._state == "failed":
+            return
+        self._send_alert(AlertDescription.close_notify)
+        self._close_sent = True
+        self._state = "closed"
+
+    def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
+        return self._hs.export_keying_material(label, context, length)
+
+    @property
+    def record_stats(self) -> object:
+        return self._layer.stats
+
+    # -- input -------------------------------------------------------------------------------
+
+    def _handle_record(self, record: DTLSRecord, now: float) -> None:
+        ctype = record.content_type
+        if self._trace is not None:
+            self._trace(
+                TraceEvent(
+                    "received", "record", record.epoch, content_type_name(ctype),
+                    len(record.payload), detail=f"record {record.epoch}:{record.seq}",
+                    data=record.payload,
+                )
+            )
+        if ctype == ContentType.handshake:
+            self._handle_handshake(record, now)
+        elif ctype == ContentType.ack:
+            self._handle_ack(record)
+        elif ctype == ContentType.application_data:
+            self._handle_application(record)
+        elif ctype == ContentType.alert:
+            self._handle_alert(record)
+        # Anything else (e.g. a ChangeCipherSpec, which DTLS 1.3 never sends, §5) is an
+        # invalid record: dropped silently (§4.5.2).
+
+    def _handle_handshake(self, record: DTLSRecord, now: float) -> None:
+        result = self._reassembler.add_record(record.payload)
+        number = RecordNumber(record.epoch, record.seq)
+        if result.retransmission_seen and not result.new_messages:
+            self._peer_retransmitted(number, now)
+            return
+        if record.epoch > 0 or self.handshake_complete:
+            self._incoming.append(number)
+        if result.out_of_order:
+            # §7.1: a gap is a sign of disruption: tell the peer what we hold.
+            self._ack_deadline = now
+        while (item := self._reassembler.next_message()) is not None:
+            _, message = item
+            self._trace_message("received", record.epoch, message)
+            self._on_message(message, now)
+            if self._state == "failed":
+                return
+            if self.handshake_complete and message[0] in _POST_HANDSHAKE_ACKED:
+                self._ack_deadline = now  # §7: post-handshake messages are ACKed at once
+
+    def _on_message(self, message: bytes, now: float) -> None:
+        flight = self._flight
+        if flight is not None and not flight.needs_ack and not flight.complete:
+            # §7: a message of the peer's next flight acknowledges our previous one.
+            flight.finish()
+        if message[0] == 1 and not self.is_client:
+            self.handshake_round_trips += 1
+        keys = self._hs.application_keys
+        if keys is not None:
+            # §8: while our own KeyUpdate awaits its ACK we may not send another; it already
+            # moves our keys forward, which is what a peer's update_requested asks for.
+            keys.answer_update_requests = not self._key_update_outstanding()
+        self._apply(self._hs.handle(message, now), now)
+
+    def _key_update_outstanding(self) -> bool:
+        return any(f.on_ack is not None for f in self._post_flights if not f.complete)
+
+    def _peer_retransmitted(self, number: RecordNumber, now: float) -> None:
+        """The peer resent something we already processed: it lost our answer (§5.8.1)."""
+        flight = self._flight
+        if flight is not None and not flight.complete and flight.state is FlightState.WAITING:
+            self._retransmit(flight, now, count=False)
+            return
+        if self.handshake_complete:
+            # Our ACK of its final flight (or of a post-handshake message) went missing.
+            self._incoming.append(number)
+            self._ack_deadline = now
+
+    def _handle_ack(self, record: DTLSRecord) -> None:
+        numbers = decode_ack(record.payload)
+        for flight in self._live_flights():
+            flight.acknowledge(numbers)
+            # An ACK of part of a flight leaves the rest to the retransmission timer, which
+            # then resends only what is missing (§5.8.1 allows resending at once; waiting
+            # avoids duplicating fragments that are merely still on their way).
+            if flight.complete:
+                self._flight_acknowledged(flight)
+        self._post_flights = [f for f in self._post_flights if not f.complete]
+
+    def _flight_acknowledged(self, flight: Flight) -> None:
+        if flight.on_ack is not None:
+            keys, flight.on_ack = flight.on_ack, None
+            self._install(keys)  # §8: the KeyUpdate arrived, switch our sending keys
+
+    def _handle_application(self, record: DTLSRecord) -> None:
+        if not self._peer_finished:
+            # §5.8.1: data of epoch 3 may overtake the peer's Finished; hold a little.
+            if len(self._held_application) < MAX_EARLY_APPLICATION_RECORDS:
+                self._held_application.append(record.payload)
+            return
+        self.bytes_received += len(record.payload)
+        self._events.append(ApplicationData(record.payload))
+
+    def _handle_alert(self, record: DTLSRecord) -> None:
+        payload = record.payload
+        if len(payload) != 2:
+            return  # invalid record (§4.5.2)
+        try:
+            description = AlertDescription(payload[1])
+        except ValueError:
+            description = None
+        if description is AlertDescription.close_notify:
+            self._events.append(ConnectionClosed())
+            if not self._close_sent:
+                self.close()
+            self._state = "closed"
+            return
+        if description is AlertDescription.user_canceled:
+            self._events.append(AlertReceived(description))
+            return
+        alert = description or AlertDescription.illegal_parameter
+        reason = f"peer sent alert {alert.name}"
+        self.error = ProtocolError(alert, reason, by_peer=True)
+        self._state = "failed"
+        self._events.append(ConnectionFailed(alert, reason, by_peer=True))
+
+    def _after_input(self, now: float) -> None:
+        """Decide about ACKs for a partly received flight (§7.1)."""
+        if self._new_flight is not None:
+            self._send_flight(now)
+        if self._incoming and self._ack_deadline is None and not self.handshake_complete:
+            # Part of the peer's flight came and nothing we send answers it yet.
+            self._ack_deadline = now + self._config.retransmit_initial * ACK_DELAY_FRACTION
+        if self._ack_deadline is not None and self._ack_deadline <= now:
+            self._send_ack()
+
+    # -- actions from the handshake -----------------------------------------------------------
+
+    def _apply(self, actions: list[Action], now: float | None) -> None:
+        for action in actions:
+            if isinstance(action, SendMessage):
+                self._queue_message(action)
+            elif isinstance(action, InstallKeys):
+                if (
+                    action.direction == "write"
+                    and self.handshake_complete
+                    and self._new_flight is not None
+                ):
+                    # §8: KeyUpdate's new sending keys wait for its ACK.
+                    self._new_flight.on_ack = action
+                else:
+                    self._install(action)
+            elif isinstance(action, ConnectionIdNegotiated):
+                self._use_peer_cid(action.peer_cid)
+            elif isinstance(action, LogSecret):
+                if self._keylog is not None:
+                    self._keylog(action.label, self._hs.client_random, action.secret)
+            elif isinstance(action, HandshakeFinished):
+                self._on_handshake_finished(action.parameters)
+            elif isinstance(action, KeyUpdateReceived):
+                self._events.append(
+                    KeyUpdated("receive", action.update_requested, self._layer.read_epochs[-1])
+                )
+            elif isinstance(action, SendChangeCipherSpec):
+                pass  # RFC 9147 §5: never in DTLS (the handshake does not ask for it)
+        if self._new_flight is not None:
+            self._send_flight(self._now if now is None else now)
+
+    def _queue_message(self, action: SendMessage) -> None:
+        flight = self._new_flight
+        if flight is None:
+            flight = Flight(
+                label=handshake_name(action.data[0]),
+                needs_ack=self.handshake_complete,
+                timeout=self._config.retransmit_initial,
+            )
+            self._new_flight = flight
+        self._trace_message("sent", action.epoch, action.data)
+        overhead = self._layer.record_overhead(action.epoch)
+        max_fragment = self._payload_limit - overhead
+        if action.epoch > 0:
+            max_fragment = min(max_fragment, self._layer.write_limit - 1)
+        for piece in fragment_message(action.data, self._send_seq, max_fragment):
+            flight.fragments.append(Fragment(action.epoch, piece))
+        self._send_seq += 1
+
+    def _send_flight(self, now: float) -> None:
+        flight, self._new_flight = self._new_flight, None
+        assert flight is not None
+        if self.is_client and _carries(flight, 1):
+            self.handshake_round_trips += 1  # each ClientHello costs the client a round trip
+        if self.is_client and not self.handshake_complete and _carries(flight, 20):
+            # §5.7 note 1: nothing answers the client's final flight but an ACK.
+            flight.needs_ack = True
+        if self.handshake_complete:
+            self._post_flights.append(flight)
+        else:
+            # A new handshake flight answers the peer's: clear what we would ACK (§7).
+            if self._flight is not None:
+                self._flight.finish()
+            self._flight = flight
+            self._incoming.clear()
+            self._ack_deadline = None
+        self._transmit(flight, now, flight.timeout)
+
+    def _install(self, action: InstallKeys) -> None:
+        suite = action.suite
+        cipher = RecordCipher(suite.aead, action.keys.key, action.keys.iv, suite.tag_len)
+        assert action.keys.sn_key is not None
+        epoch_cipher = DTLSEpochCipher(action.epoch, cipher, action.keys.sn_key, suite.aead)
+        if action.direction == "read":
+            self._layer.install_read_epoch(epoch_cipher)
+        else:
+            self._layer.install_write_epoch(epoch_cipher)
+        if self._keylog is not None and action.log_label:
+            self._keylog(action.log_label, self._hs.client_random, action.secret)
+
+    def _use_peer_cid(self, peer_cid: bytes) -> None:
+        # RFC 9146: an empty CID means "send none".
+        self._layer.send_cid = peer_cid or None
+        self.cid_sent = peer_cid
+
+    def _on_handshake_finished(self, parameters: NegotiatedParameters) -> None:
+        self.parameters = parameters
+        self._peer_finished = True
+        self._state = "connected"
+        if parameters.peer_record_size_limit is not None:
+            self._layer.write_limit = min(self._layer.write_limit, parameters.peer_record_size_limit)
+        if self._config.record_size_limit is not None:
+            self._layer.read_limit = self._config.record_size_limit
+        self.address_validated = True
+        self._events.append(handshake_complete_event(parameters))
+        for payload in self._held_application:
+            self.bytes_received += len(payload)
+            self._events.append(ApplicationData(payload))
+        self._held_application.clear()
+        if not self.is_client:
+            # §7: the client's final flight needs an explicit ACK, now.
+            self._ack_deadline = 0.0
+
+    # -- output -----------------------------------------------------------------------------
+
+    def _transmit(self, flight: Flight, now: float, timeout: float) -> None:
+        """Send every fragment not yet acknowledged, in fresh records (§5.8.1 SENDING)."""
+        datagram = bytearray()
+        for index in flight.pending():
+            fragment = flight.fragments[index]
+            number, record = self._layer.encode_record(
+                ContentType.handshake, fragment.data, epoch=fragment.epoch
+            )
+            flight.carried(number, [index])
+            if datagram and len(datagram) + len(record) > self._payload_limit:
+                self._out.append(bytes(datagram))
+                datagram = bytearray()
+            datagram += record
+        if datagram:
+            self._out.append(bytes(datagram))
+        flight.armed(now, timeout)
+
+    def _retransmit(self, flight: Flight, now: float, *, count: bool = True) -> None:
+        if count:
+            if flight.retransmissions >= self._config.max_retransmits:
+                self._timeout(flight)
+                return
+            flight.retransmissions += 1
+            timeout = min(flight.timeout * 2, self._config.retransmit_max)  # §5.8.2 backoff
+        else:
+            timeout = flight.timeout
+        self.retransmissions += 1
+        if self._trace is not None:
+            self._trace(
+                TraceEvent(
+                    "sent", "note", self._layer.write_epoch, "retransmit", 0,
+                    detail=f"retransmitting {flight.label} flight (#{flight.retransmissions})",
+                )
+            )
+        self._transmit(flight, now, timeout)
+
+    def _timeout(self, flight: Flight) -> None:
+        reason = (
+            f"{flight.label} flight not acknowledged after "
+            f"{self._config.max_retransmits} retransmissions"
+        )
+        self.error = ProtocolError(AlertDescription.internal_error, reason)
+        self._state = "failed"
+        self._events.append(ConnectionFailed(None, reason, by_peer=False))
+
+    def _send_ack(self) -> None:
+        self._ack_deadline = None
+        numbers = sorted(set(self._incoming))
+        if not numbers:
+            return
+        epoch = self._layer.write_epoch
+        payload = encode_ack(numbers)
+        if self._trace is not None:
+            self._trace(
+                TraceEvent(
+                    "sent", "ack", epoch, "ack", len(payload),
+                    detail="ACK " + " ".join(f"{n.epoch}:{n.seq}" for n in numbers),
+                )
+            )
+        _, record = self._layer.encode_record(ContentType.ack, payload, epoch=epoch)
+        self._out.append(record)
+        if self.handshake_complete:
+            # Post-handshake ACKs cover what was processed; keep the final flight's
+            # record numbers to ACK its retransmissions again (§5.8.1 FINISHED).
+            self._incoming = [n for n in numbers if n.epoch == 2]
+
+    def _emit(self, content_type: int, payload: bytes) -> None:
+        _, record = self._layer.encode_record(content_type, payload)
+        if self._trace is not None:
+            self._trace(
+                TraceEvent(
+                    "sent", "record", self._layer.write_epoch, content_type_name(content_type),
+                    len(payload), data=payload,
+                )
+            )
+        self._out.append(record)
+
+    def _send_alert(self, description: AlertDescription) -> None:
+        level = AlertLevel.WARNING if description in (0, 90) else AlertLevel.FATAL
+        if self._trace is not None:
+            self._trace(
+                TraceEvent("sent", "alert", self._layer.write_epoch, "alert", 2,
+                           detail=description.name)
+            )
+        self._emit(ContentType.alert, bytes((level, description)))
+
+    def _fail(self, alert: AlertDescription, reason: str) -> None:
+        if self._state == "failed":
+            return
+        self.error = ProtocolError(alert, reason)
+        try:
+            self._send_alert(alert)
+        except (RecordError, ValueError):
+            pass
+        self._state = "failed"
+        self._events.append(ConnectionFailed(alert, reason, by_peer=False))
+
+    def _live_flights(self) -> list[Flight]:
+        flights = [f for f in self._post_flights if not f.complete]
+        if self._flight is not None and not self._flight.complete:
+            flights.insert(0, self._flight)
+        return flights
+
+    def _trace_message(self, direction: Literal["sent", "received"], epoch: int, msg: bytes) -> None:
+        if self._trace is not None:
+            self._trace(
+                TraceEvent(
+                    direction, "handshake", epoch, "handshake", len(msg),
+                    detail=handshake_name(msg[0]), data=msg,
+                )
+            )
+
+    def _take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+
+class DTLSClientConnection(DTLSConnection):
+    """A DTLS 1.3 client; ``start(now)`` queues the ClientHello."""
+
+    is_client = True
+
+    def __init__(self, config: ClientConfig, *, server_name: str | None = None) -> None:
+        hs_config = config.handshake_config(dtls=True)
+        if server_name is not None:
+            hs_config = replace(hs_config, server_name=server_name)
+        own_cid = b"" if config.cid_length is None else os.urandom(config.cid_length)
+        hs_config = replace(hs_config, connection_id=own_cid)
+        super().__init__(ClientHandshake(hs_config), config)
+        self._client_hs: ClientHandshake = self._hs  # type: ignore[assignment]
+        self._set_own_cid(own_cid)
+        self._started = False
+
+    def _set_own_cid(self, cid: bytes) -> None:
+        self.cid_received = cid if cid else None
+        self._layer.set_receive_cids([cid] if cid else [])
+
+    def start(self, now: float) -> None:
+        if self._started:
+            return
+        self._started = True
+        try:
+            self._apply(self._client_hs.start(now), now)
+        except HandshakeError as exc:
+            self._fail(exc.alert, exc.reason)
+
+
+class DTLSServerConnection(DTLSConnection):
+    """One DTLS 1.3 association on the server side.
+
+    Standalone it performs the cookie exchange itself, holding nothing but collected
+    ClientHello fragments until a valid cookie returns (RFC 9147 §5.1); ``DTLSServer``
+    (protocol.dtls_server) does the exchange for many clients and creates associations with
+    ``from_cookie``.
+    """
+
+    is_client = False
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        peer_address: object = None,
+        cookie_exchange: bool | None = None,
+    ) -> None:
+        hs_config = config.handshake_config(dtls=True)
+        own_cid = None if config.cid_length is None else os.urandom(config.cid_length)
+        hs_config = replace(hs_config, connection_id=own_cid)
+        super().__init__(ServerHandshake(hs_config), config)
+        self._server_hs: ServerHandshake = self._hs  # type: ignore[assignment]
+        if own_cid:
+            self.cid_received = own_cid
+            self._layer.set_receive_cids([own_cid])
+        self._peer_address = address_bytes(peer_address)
+        cookies = config.dtls_cookie if cookie_exchange is None else cookie_exchange
+        self._cookies = CookieSealer(config.cookie_secret) if cookies else None
+        self._hellos = HelloCollector() if cookies else None
+        self.address_validated = not cookies
+
+    @classmethod
+    def from_cookie(
+        cls,
+        config: ServerConfig,
+        params: RetryParameters,
+        cookie: bytes,
+        message_seq: int,
+        client_hello: bytes,
+        now: float,
+        *,
+        peer_address: object = None,
+    ) -> tuple[DTLSServerConnection, list[Event]]:
+        """An association for a ClientHello whose cookie the dispatcher validated."""
+        conn = cls(config, peer_address=peer_address, cookie_exchange=False)
+        conn._now = now
+        try:
+            conn._resume(params, cookie, message_seq)
+            conn._trace_message("received", 0, client_hello)
+            DTLSConnection._on_message(conn, client_hello, now)
+            conn._after_input(now)
+        except HandshakeError as exc:
+            conn._fail(exc.alert, exc.reason)
+        return conn, conn._take_events()
+
+    def _resume(self, params: RetryParameters, cookie: bytes, message_seq: int) -> None:
+        self._server_hs.resume_after_retry(params, cookie)
+        self._cookies = self._hellos = None
+        self.address_validated = True  # §5.1: the cookie proved the client's address
+        self.handshake_round_trips = 1  # the first ClientHello, answered statelessly
+        self._reassembler.reset_to(message_seq + 1)
+        self._send_seq = 1  # our HelloRetryRequest was message_seq 0
+
+    def _handle_handshake(self, record: DTLSRecord, now: float) -> None:
+        if self._hellos is None:
+            super()._handle_handshake(record, now)
+            return
+        if record.epoch != 0:
+            return  # nothing protected can be ours before the cookie exchange
+        for message_seq, message in self._hellos.add(record.payload):
+            self._trace_message("received", 0, message)
+            self._cookie_exchange(message_seq, message, now)
+            if self._hellos is None:
+                break
+
+    def _cookie_exchange(self, message_seq: int, message: bytes, now: float) -> None:
+        """The stateless HelloRetryRequest of RFC 9147 §5.1."""
+        assert self._cookies is not None
+        cookie = client_hello_cookie(message)
+        if cookie is not None:
+            params = self._cookies.open(cookie, self._peer_address, now)
+            if params is None:
+                # §5.1: an invalid cookie is an illegal_parameter.
+                raise HandshakeError(AlertDescription.illegal_parameter, "invalid cookie")
+            self._resume(params, cookie, message_seq)
+            DTLSConnection._on_message(self, message, now)
+            return
+        params, build = self._server_hs.stateless_retry(message)
+        self.handshake_round_trips = 1
+        for record in stateless_retry_records(build(self._cookies.seal(params, self._peer_address, now)),
+                                              self._layer, self._payload_limit):
+            self._out.append(record)
+        if self._trace is not None:
+            self._trace_message("sent", 0, build(b""))
+
+
+def client_hello_cookie(message: bytes) -> bytes | None:
+    """The cookie extension of a ClientHello (decoded strictly; errors become alerts)."""
+    from handshake.common import parse_message
+    from handshake.messages import ClientHello
+
+    hello = parse_message(message, dtls=True, hash_len=32)
+    if not isinstance(hello, ClientHello):
+        raise HandshakeError(AlertDescription.unexpected_message, "expected a ClientHello")
+    return hello.extensions.cookie
+
+
+def stateless_retry_records(hrr: bytes, layer: DTLSRecordLayer, payload_limit: int) -> list[bytes]:
+    """The HelloRetryRequest as epoch-0 records (message_seq 0), one per datagram."""
+    return [
+        layer.encode_record(ContentType.handshake, piece, epoch=0)[1]
+        for piece in fragment_message(hrr, 0, payload_limit - 13)
+    ]
