@@ -12,6 +12,7 @@ has passed. Nothing here sleeps, reads a clock or touches a socket.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import replace
 from typing import Literal
@@ -62,7 +63,12 @@ MAX_EARLY_APPLICATION_RECORDS = 32
 # RFC 9147 §5.8.1 suggests an ACK timer of 1/4 of the retransmission timer.
 ACK_DELAY_FRACTION = 0.25
 # Handshake message types that are single-message post-handshake flights needing an ACK.
-_POST_HANDSHAKE_ACKED = {4, 9, 10, 24}  # NewSessionTicket, RequestConnectionId, NewConnectionId, KeyUpdate
+_POST_HANDSHAKE_ACKED = {
+    4,
+    9,
+    10,
+    24,
+}  # NewSessionTicket, RequestConnectionId, NewConnectionId, KeyUpdate
 
 
 def _carries(flight: Flight, msg_type: int) -> bool:
@@ -112,6 +118,7 @@ class DTLSConnection:
         self._bytes_in = 0
         self._bytes_out = 0
         self._now = 0.0  # the latest time the driver told us
+        self._own_cid: bytes | None = None  # the CID we ask the peer to use (RFC 9146)
         self.address_validated = True
 
     # -- public API ----------------------------------------------------------------------------
@@ -230,8 +237,12 @@ class DTLSConnection:
         if self._trace is not None:
             self._trace(
                 TraceEvent(
-                    "received", "record", record.epoch, content_type_name(ctype),
-                    len(record.payload), detail=f"record {record.epoch}:{record.seq}",
+                    "received",
+                    "record",
+                    record.epoch,
+                    content_type_name(ctype),
+                    len(record.payload),
+                    detail=f"record {record.epoch}:{record.seq}",
                     data=record.payload,
                 )
             )
@@ -434,16 +445,21 @@ class DTLSConnection:
             self._keylog(action.log_label, self._hs.client_random, action.secret)
 
     def _use_peer_cid(self, peer_cid: bytes) -> None:
-        # RFC 9146: an empty CID means "send none".
+        # RFC 9146: both sides offered the extension; an empty CID means "send none".
         self._layer.send_cid = peer_cid or None
         self.cid_sent = peer_cid
+        own = self._own_cid
+        self.cid_received = own or None
+        self._layer.set_receive_cids([own] if own else [])
 
     def _on_handshake_finished(self, parameters: NegotiatedParameters) -> None:
         self.parameters = parameters
         self._peer_finished = True
         self._state = "connected"
         if parameters.peer_record_size_limit is not None:
-            self._layer.write_limit = min(self._layer.write_limit, parameters.peer_record_size_limit)
+            self._layer.write_limit = min(
+                self._layer.write_limit, parameters.peer_record_size_limit
+            )
         if self._config.record_size_limit is not None:
             self._layer.read_limit = self._config.record_size_limit
         self.address_validated = True
@@ -488,7 +504,11 @@ class DTLSConnection:
         if self._trace is not None:
             self._trace(
                 TraceEvent(
-                    "sent", "note", self._layer.write_epoch, "retransmit", 0,
+                    "sent",
+                    "note",
+                    self._layer.write_epoch,
+                    "retransmit",
+                    0,
                     detail=f"retransmitting {flight.label} flight (#{flight.retransmissions})",
                 )
             )
@@ -499,7 +519,7 @@ class DTLSConnection:
             f"{flight.label} flight not acknowledged after "
             f"{self._config.max_retransmits} retransmissions"
         )
-        self.error = ProtocolError(AlertDescription.internal_error, reason)
+        self.error = ProtocolError(None, reason)
         self._state = "failed"
         self._events.append(ConnectionFailed(None, reason, by_peer=False))
 
@@ -513,7 +533,11 @@ class DTLSConnection:
         if self._trace is not None:
             self._trace(
                 TraceEvent(
-                    "sent", "ack", epoch, "ack", len(payload),
+                    "sent",
+                    "ack",
+                    epoch,
+                    "ack",
+                    len(payload),
                     detail="ACK " + " ".join(f"{n.epoch}:{n.seq}" for n in numbers),
                 )
             )
@@ -529,8 +553,12 @@ class DTLSConnection:
         if self._trace is not None:
             self._trace(
                 TraceEvent(
-                    "sent", "record", self._layer.write_epoch, content_type_name(content_type),
-                    len(payload), data=payload,
+                    "sent",
+                    "record",
+                    self._layer.write_epoch,
+                    content_type_name(content_type),
+                    len(payload),
+                    data=payload,
                 )
             )
         self._out.append(record)
@@ -539,8 +567,9 @@ class DTLSConnection:
         level = AlertLevel.WARNING if description in (0, 90) else AlertLevel.FATAL
         if self._trace is not None:
             self._trace(
-                TraceEvent("sent", "alert", self._layer.write_epoch, "alert", 2,
-                           detail=description.name)
+                TraceEvent(
+                    "sent", "alert", self._layer.write_epoch, "alert", 2, detail=description.name
+                )
             )
         self._emit(ContentType.alert, bytes((level, description)))
 
@@ -548,10 +577,8 @@ class DTLSConnection:
         if self._state == "failed":
             return
         self.error = ProtocolError(alert, reason)
-        try:
-            self._send_alert(alert)
-        except (RecordError, ValueError):
-            pass
+        with contextlib.suppress(RecordError, ValueError):
+            self._send_alert(alert)  # best effort: alerts are not retransmitted (§5.10)
         self._state = "failed"
         self._events.append(ConnectionFailed(alert, reason, by_peer=False))
 
@@ -561,12 +588,19 @@ class DTLSConnection:
             flights.insert(0, self._flight)
         return flights
 
-    def _trace_message(self, direction: Literal["sent", "received"], epoch: int, msg: bytes) -> None:
+    def _trace_message(
+        self, direction: Literal["sent", "received"], epoch: int, msg: bytes
+    ) -> None:
         if self._trace is not None:
             self._trace(
                 TraceEvent(
-                    direction, "handshake", epoch, "handshake", len(msg),
-                    detail=handshake_name(msg[0]), data=msg,
+                    direction,
+                    "handshake",
+                    epoch,
+                    "handshake",
+                    len(msg),
+                    detail=handshake_name(msg[0]),
+                    data=msg,
                 )
             )
 
@@ -588,12 +622,8 @@ class DTLSClientConnection(DTLSConnection):
         hs_config = replace(hs_config, connection_id=own_cid)
         super().__init__(ClientHandshake(hs_config), config)
         self._client_hs: ClientHandshake = self._hs  # type: ignore[assignment]
-        self._set_own_cid(own_cid)
+        self._own_cid = own_cid
         self._started = False
-
-    def _set_own_cid(self, cid: bytes) -> None:
-        self.cid_received = cid if cid else None
-        self._layer.set_receive_cids([cid] if cid else [])
 
     def start(self, now: float) -> None:
         if self._started:
@@ -628,9 +658,7 @@ class DTLSServerConnection(DTLSConnection):
         hs_config = replace(hs_config, connection_id=own_cid)
         super().__init__(ServerHandshake(hs_config), config)
         self._server_hs: ServerHandshake = self._hs  # type: ignore[assignment]
-        if own_cid:
-            self.cid_received = own_cid
-            self._layer.set_receive_cids([own_cid])
+        self._own_cid = own_cid
         self._peer_address = address_bytes(peer_address)
         cookies = config.dtls_cookie if cookie_exchange is None else cookie_exchange
         self._cookies = CookieSealer(config.cookie_secret) if cookies else None
@@ -695,8 +723,11 @@ class DTLSServerConnection(DTLSConnection):
             return
         params, build = self._server_hs.stateless_retry(message)
         self.handshake_round_trips = 1
-        for record in stateless_retry_records(build(self._cookies.seal(params, self._peer_address, now)),
-                                              self._layer, self._payload_limit):
+        for record in stateless_retry_records(
+            build(self._cookies.seal(params, self._peer_address, now)),
+            self._layer,
+            self._payload_limit,
+        ):
             self._out.append(record)
         if self._trace is not None:
             self._trace_message("sent", 0, build(b""))

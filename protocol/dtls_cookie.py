@@ -37,14 +37,17 @@ class CookieSealer:
         self._secrets = [secret or os.urandom(32), self._secrets[0]]
 
     def seal(self, params: RetryParameters, address: bytes, now: float) -> bytes:
-        body = _FIXED.pack(
-            _VERSION,
-            int(now * 1000),
-            params.suite,
-            params.group,
-            1 if params.group_requested else 0,
-            len(params.client_hello_hash),
-        ) + params.client_hello_hash
+        body = (
+            _FIXED.pack(
+                _VERSION,
+                int(now * 1000),
+                params.suite,
+                params.group,
+                1 if params.group_requested else 0,
+                len(params.client_hello_hash),
+            )
+            + params.client_hello_hash
+        )
         return body + self._mac(self._secrets[0], address, body)
 
     def open(self, cookie: bytes, address: bytes, now: float) -> RetryParameters | None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from handshake.alerts import AlertDescription
@@ -192,9 +191,8 @@ def fragment_message(message: bytes, message_seq: int, max_fragment: int) -> lis
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class ReassemblyResult:
-    """What one handshake record did to the reassembler."""
+class ReassemblyResult(NamedTuple):
+    """What one handshake record did to the reassembler (a NamedTuple: built per record)."""
 
     # Messages next_message() now returns that it would not have returned before.
     new_messages: int = 0
@@ -252,6 +250,10 @@ class _Message:
 
     def message(self) -> bytes:
         return self.whole if self.whole is not None else bytes(self.buf)
+
+
+# (message, index, ranges replaced there): one merge of _insert, reverted on error.
+_RangeEdit = tuple[_Message, int, list[int], list[int]]
 
 
 class HandshakeReassembler:
@@ -341,10 +343,10 @@ class HandshakeReassembler:
         next_seq = self._next_seq
         current = self._first_incomplete()
         ready_before = current - next_seq
-        # Undo log so a FragmentError leaves the state untouched: the ranges of messages that
+        # Undo log so a FragmentError leaves the state untouched: range edits to messages that
         # existed before this record, and the messages it created. Bytes written into
         # uncovered space need no undo; bytes written over covered space are identical.
-        saved: dict[int, tuple[list[int], list[int]]] = {}
+        undo: list[_RangeEdit] = []
         created: list[int] = []
         pending_before = self._pending
         old = discarded = count = 0
@@ -401,31 +403,29 @@ class HandshakeReassembler:
                         msg = _Message(msg_type, length, _TLS_HEADER.pack(word) + body)
                     else:
                         msg = _Message(msg_type, length)
-                        self._insert(msg, off, body)
+                        self._insert(msg, off, body, None)
                     messages[seq] = msg
                     created.append(seq)
                     self._pending += msg.allocation
-                else:
-                    if seq not in saved and seq not in created:
-                        saved[seq] = (msg.starts.copy(), msg.ends.copy())
-                    if not self._insert(msg, off, body):
-                        discarded += 1
-                        continue
+                elif not self._insert(msg, off, body, None if seq in created else undo):
+                    discarded += 1
+                    continue
                 if seq == current:
                     current = self._first_incomplete(current)
         except FragmentError:
             for seq in created:
                 del messages[seq]
-            for seq, (starts, ends) in saved.items():
-                messages[seq].starts, messages[seq].ends = starts, ends
+            for edit_msg, i, starts, ends in reversed(undo):
+                edit_msg.starts[i : i + 1] = starts
+                edit_msg.ends[i : i + 1] = ends
             self._pending = pending_before
             raise
         return ReassemblyResult(
-            new_messages=current - next_seq - ready_before,
-            retransmission_seen=old == count,
-            out_of_order=out_of_order,
-            discarded=discarded,
-            fragments=count,
+            current - next_seq - ready_before,  # new_messages
+            old == count,  # retransmission_seen
+            out_of_order,
+            discarded,
+            count,  # fragments
         )
 
     # -- helpers -------------------------------------------------------------------------
@@ -443,10 +443,13 @@ class HandshakeReassembler:
         msg = self._messages.get(self._next_seq)
         return self._pending - (msg.allocation if msg is not None else 0)
 
-    def _insert(self, msg: _Message, off: int, body: memoryview) -> bool:
+    def _insert(
+        self, msg: _Message, off: int, body: memoryview, undo: list[_RangeEdit] | None
+    ) -> bool:
         """Merge [off, off+len(body)) into ``msg``; False if it would exceed the range cap.
 
-        Overlaps with bytes already held are compared first (§5.5 byte-change check).
+        Overlaps with bytes already held are compared first (§5.5 byte-change check). The
+        ranges replaced are appended to ``undo`` (when given) before anything changes.
         """
         end = off + len(body)
         starts, ends = msg.starts, msg.ends
@@ -470,6 +473,8 @@ class HandshakeReassembler:
             if len(starts) >= self._max_ranges:
                 return False
             new_start, new_end = off, end
+        if undo is not None:
+            undo.append((msg, i, starts[i:j], ends[i:j]))
         msg.buf[4 + off : 4 + end] = body
         starts[i:j] = [new_start]
         ends[i:j] = [new_end]

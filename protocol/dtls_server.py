@@ -63,6 +63,8 @@ class DTLSServer:
         if conn is not None and not _is_new_client_hello(data, conn):
             before = conn.record_stats.records  # type: ignore[attr-defined]
             events = conn.receive_datagram(data, now)
+            if conn.cid_received and conn.cid_received not in self._by_cid:
+                self._by_cid[conn.cid_received] = conn
             if self._address_of.get(id(conn)) != address and (
                 conn.record_stats.records > before  # type: ignore[attr-defined]
             ):
@@ -156,7 +158,7 @@ class DTLSServer:
     def _add(self, conn: DTLSServerConnection, address: Address) -> None:
         self._by_address[address] = conn
         self._address_of[id(conn)] = address
-        if conn.cid_received:
+        if conn.cid_received:  # known once the ServerHello went out
             self._by_cid[conn.cid_received] = conn
 
     def _move(self, conn: DTLSServerConnection, address: Address) -> None:

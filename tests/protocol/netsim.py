@@ -4,8 +4,8 @@ delay and an MTU, driving Sans-IO endpoints with a virtual clock (nothing sleeps
 from __future__ import annotations
 
 import heapq
-import time
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
