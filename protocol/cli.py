@@ -131,6 +131,8 @@ def describe_error(exc: BaseException, *, phase: str) -> str:
             if exc.alert in _HANDSHAKE_ALERTS:
                 failed = "handshake failed"
             return _one_line(f"{failed}: {exc.reason}")
+        if exc.alert is None:
+            return _one_line(f"{failed}: {exc.reason}")
         return _one_line(f"{failed}: {exc.reason} (sent alert {exc.alert.name})")
     if isinstance(exc, TLSEOFError):
         return _one_line(f"{failed}: {exc}")
