@@ -263,7 +263,8 @@ class DTLSConnection:
         if result.retransmission_seen and not result.new_messages:
             self._peer_retransmitted(number, now)
             return
-        if record.epoch > 0 or self.handshake_complete:
+        # §7: never ACK a record whose fragments were dropped rather than processed/buffered.
+        if result.acknowledgeable and (record.epoch > 0 or self.handshake_complete):
             self._incoming.append(number)
         if result.out_of_order:
             # §7.1: a gap is a sign of disruption: tell the peer what we hold.

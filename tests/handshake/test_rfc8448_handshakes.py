@@ -653,9 +653,7 @@ def _unbridged_server(section: str) -> list[bytes]:
     "(report diff 1)",
 )
 @pytest.mark.parametrize("section", SECTIONS)
-def test_server_hello_extension_order_unbridged(
-    section: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_server_hello_extension_order_unbridged(section: str) -> None:
     t = load(section)
     sent = _unbridged_server(section)
     hellos = [m for m in sent if m[0] == HandshakeType.server_hello]
@@ -669,7 +667,7 @@ def test_server_hello_extension_order_unbridged(
     "supported_groups, EE order supported_groups, record_size_limit, server_name (diff 1)",
 )
 @pytest.mark.parametrize("section", SECTIONS)
-def test_encrypted_extensions_unbridged(section: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_encrypted_extensions_unbridged(section: str) -> None:
     t = load(section)
     sent = _unbridged_server(section)
     ee = next(m for m in sent if m[0] == HandshakeType.encrypted_extensions)
@@ -677,9 +675,7 @@ def test_encrypted_extensions_unbridged(section: str, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize("section", SECTIONS)
-def test_encrypted_extensions_differ_only_by_supported_groups_and_order(
-    section: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_encrypted_extensions_differ_only_by_supported_groups_and_order(section: str) -> None:
     # Pins down what nss_server_layout bridges: without it, our EncryptedExtensions carry the
     # same server_name acknowledgement and record_size_limit (RFC 8449: 2^14 + 1) as NSS's.
     t = load(section)
