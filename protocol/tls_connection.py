@@ -75,7 +75,7 @@ class HandshakeReassembler:
         length = int.from_bytes(buf[1:4], "big")
         if length > MAX_HANDSHAKE_MESSAGE:
             raise HandshakeError(
-                AlertDescription.decode_error, f"handshake message of {length} bytes is too large"
+                AlertDescription.illegal_parameter, f"handshake message of {length} bytes is too large"
             )
         end = 4 + length
         if len(buf) < end:
