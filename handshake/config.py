@@ -73,5 +73,7 @@ class HandshakeConfig:
     request_client_certificate: bool = False
     always_hello_retry: bool = False  # e.g. to exercise HRR paths against a peer
     tls_cookie: bool = False  # send a cookie in a TLS HelloRetryRequest
+    # RFC 8446 §4.2.7: groups listed in EncryptedExtensions' supported_groups (None: omitted)
+    advertised_groups: tuple[int, ...] | None = None
     random_bytes: Callable[[int], bytes] | None = None  # test vectors inject randoms
     key_share_private: Sequence[bytes] = ()  # test vectors inject ephemeral keys, in use order

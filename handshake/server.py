@@ -56,6 +56,7 @@ from .messages import (
     ClientHello,
     EncryptedExtensions,
     Extensions,
+    ExtensionType,
     Finished,
     HandshakeMessage,
     KeyShareEntry,
@@ -67,6 +68,20 @@ from .transcript import Transcript, message_hash_message
 
 # RFC 8449 §4: the largest value a TLS 1.3 endpoint can announce (2^14 + 1 content type byte).
 MAX_RECORD_SIZE_LIMIT = 2**14 + 1
+
+# RFC 8446 §4.2 leaves the extension order free; ours is NSS's, so the RFC 8448 traces are
+# reproduced byte for byte. Extensions not listed follow in ascending code point order.
+_SERVER_HELLO_ORDER = (ExtensionType.key_share, ExtensionType.supported_versions)
+_HELLO_RETRY_ORDER = (
+    ExtensionType.key_share,
+    ExtensionType.cookie,
+    ExtensionType.supported_versions,
+)
+_ENCRYPTED_EXTENSIONS_ORDER = (
+    ExtensionType.supported_groups,
+    ExtensionType.record_size_limit,
+    ExtensionType.server_name,
+)
 
 
 class ServerState(Enum):
@@ -372,6 +387,7 @@ class ServerHandshake:
                 selected_version=version_for(self.dtls),
                 key_share_selected_group=group,
                 cookie=cookie,
+                order=_HELLO_RETRY_ORDER,
             ),
             legacy_version=legacy_version_for(self.dtls),
         )
@@ -448,6 +464,7 @@ class ServerHandshake:
                 key_share_entry=KeyShareEntry(selection.group, server_share),
                 selected_version=version_for(self.dtls),
                 connection_id=self._negotiate_cid(hello),
+                order=_SERVER_HELLO_ORDER,
             ),
             legacy_version=legacy_version_for(self.dtls),
         )
@@ -533,8 +550,11 @@ class ServerHandshake:
         ext = Extensions(
             # RFC 6066 §3: an empty server_name acknowledges that we used the name.
             server_name="" if offered.server_name else None,
+            # RFC 8446 §4.2.7: the client may use these in later connections.
+            supported_groups=self.config.advertised_groups,
             alpn=(selection.alpn,) if selection.alpn is not None else None,
             record_size_limit=limit,
+            order=_ENCRYPTED_EXTENSIONS_ORDER,
         )
         return encode_message(EncryptedExtensions(extensions=ext))
 

@@ -50,6 +50,9 @@ MAX_HANDSHAKE_MESSAGE = 256 * 1024
 # (RFC 8446 §4.2.10 bounds the skipping by max_early_data_size).
 MAX_SKIPPED_EARLY_DATA = 2**14
 
+TLS12_LEGACY_RECORD_VERSION = 0x0303
+TLS10_RECORD_VERSION = 0x0301
+
 State = Literal["handshaking", "connected", "closed", "failed"]
 
 
@@ -75,7 +78,8 @@ class HandshakeReassembler:
         length = int.from_bytes(buf[1:4], "big")
         if length > MAX_HANDSHAKE_MESSAGE:
             raise HandshakeError(
-                AlertDescription.illegal_parameter, f"handshake message of {length} bytes is too large"
+                AlertDescription.illegal_parameter,
+                f"handshake message of {length} bytes is too large",
             )
         end = 4 + length
         if len(buf) < end:
@@ -110,6 +114,8 @@ class TLSConnection:
         self._close_sent = False
         self._close_received = False
         self._seen_client_hello = self.is_client
+        # RFC 8446 §5.1: only a client's initial ClientHello may carry 0x0301.
+        self._initial_hello_pending = self.is_client
         self._peer_finished = False
         self.parameters: NegotiatedParameters | None = None
         self.bytes_sent = 0  # application bytes
@@ -351,7 +357,14 @@ class TLSConnection:
         if self._pending_handshake:
             data = bytes(self._pending_handshake)
             self._pending_handshake.clear()
-            self._emit_record(ContentType.handshake, data)
+            legacy_version = TLS12_LEGACY_RECORD_VERSION
+            if self._initial_hello_pending:
+                # RFC 8446 §5.1: an initial ClientHello MAY use legacy_record_version 0x0301
+                # for middleboxes that choke on 0x0303; every later record, including a
+                # ClientHello after HelloRetryRequest, uses 0x0303.
+                self._initial_hello_pending = False
+                legacy_version = TLS10_RECORD_VERSION
+            self._emit_record(ContentType.handshake, data, legacy_version=legacy_version)
 
     def _install(self, action: InstallKeys) -> None:
         suite = action.suite
@@ -396,8 +409,10 @@ class TLSConnection:
 
     # -- records out -----------------------------------------------------------------------------
 
-    def _emit_record(self, content_type: int, data: bytes) -> None:
-        encoded = self._records.encode(content_type, data)
+    def _emit_record(
+        self, content_type: int, data: bytes, *, legacy_version: int = TLS12_LEGACY_RECORD_VERSION
+    ) -> None:
+        encoded = self._records.encode(content_type, data, legacy_version=legacy_version)
         self._out += encoded
         if self._trace is not None and content_type != ContentType.handshake:
             self._trace(

@@ -647,11 +647,6 @@ def _unbridged_server(section: str) -> list[bytes]:
     return sent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs: server writes key_share, [cookie,] supported_versions in that order "
-    "(report diff 1)",
-)
 @pytest.mark.parametrize("section", SECTIONS)
 def test_server_hello_extension_order_unbridged(section: str) -> None:
     t = load(section)
@@ -661,11 +656,6 @@ def test_server_hello_extension_order_unbridged(section: str) -> None:
     assert [m.hex() for m in hellos] == [m.hex() for m in [*expected, t.server_flight[0]]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs: HandshakeConfig.advertised_groups sent as EncryptedExtensions "
-    "supported_groups, EE order supported_groups, record_size_limit, server_name (diff 1)",
-)
 @pytest.mark.parametrize("section", SECTIONS)
 def test_encrypted_extensions_unbridged(section: str) -> None:
     t = load(section)
@@ -898,10 +888,6 @@ def test_client_connection_records(section: str, monkeypatch: pytest.MonkeyPatch
     assert connection.state == "closed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs: initial ClientHello record with legacy_record_version 0x0301 (diff 2)",
-)
 @pytest.mark.parametrize("section", SECTIONS)
 def test_initial_client_hello_record_unbridged(section: str) -> None:
     t = load(section)
