@@ -32,6 +32,12 @@ MULTIARCH="$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-mu
 export DEBIAN_FRONTEND=noninteractive
 
 mkdir -p "$CACHE" "$LOGS" "$STAMPS"
+# One run at a time per cache folder (a developer's run and a CI run may overlap).
+exec 9>"$CACHE/.lock"
+if ! flock -n 9; then
+    echo "setup_peers: another run is using $CACHE; waiting for it"
+    flock 9
+fi
 rm -rf "$STATE"
 mkdir -p "$STATE"
 FAILED=()
@@ -321,6 +327,7 @@ SYSTEM_OK=1
 logged "$LOGS/system.log" system_packages &
 if ! wait $!; then
     SYSTEM_OK=0
+    FAILED+=("system-packages")
     echo "setup_peers: system packages could not be installed: $(why system 1) (see $LOGS/system.log)" >&2
 fi
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable
 
+from handshake.alerts import AlertDescription, HandshakeError
 from handshake.server import ServerHandshake
 from records.content_types import ContentType
 from records.dtls_header import PlaintextRecord, parse_datagram
@@ -128,8 +129,6 @@ class DTLSServer:
     def _hello(
         self, address: Address, message_seq: int, message: bytes, now: float
     ) -> list[tuple[DTLSServerConnection, Event]] | None:
-        from handshake.alerts import HandshakeError
-
         peer = address_bytes(address)
         try:
             cookie = client_hello_cookie(message)
@@ -143,7 +142,13 @@ class DTLSServer:
             return None  # nothing is kept and nothing answered for a hello we would refuse
         params_opt = self._cookies.open(cookie, peer, now)
         if params_opt is None:
-            return None  # a stale or forged cookie: stay silent rather than amplify
+            # RFC 9147 §5.1: an invalid cookie ends the handshake with illegal_parameter, so
+            # the client can start afresh; a 15-byte alert amplifies nothing.
+            _, alert = self._retry_layer.encode_record(
+                ContentType.alert, bytes((2, AlertDescription.illegal_parameter)), epoch=0
+            )
+            self._stateless_out.append((address, alert))
+            return None
         self._hellos.pop(address, None)
         old = self._by_address.get(address)
         conn, events = DTLSServerConnection.from_cookie(
