@@ -8,8 +8,6 @@ bytes unread where a structure must end, is a ``decode_error`` (RFC 8446 §6.2).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from .alerts import decode_error
 
@@ -87,16 +85,21 @@ class Reader:
             raise decode_error(f"vector shorter than its minimum of {min_len}")
         return self.pull_bytes(n)
 
-    @contextmanager
-    def pull_block(self, width: int, min_len: int = 0) -> Iterator[Reader]:
-        """A length-prefixed vector read field by field; it must be consumed exactly."""
+    def pull_block(self, width: int, min_len: int = 0) -> Reader:
+        """A length-prefixed vector read field by field, as ``with r.pull_block(2) as v:``;
+        leaving the block with bytes unread is a decode_error."""
         n = self._pull_length(width)
         if n < min_len:
             raise decode_error(f"vector shorter than its minimum of {min_len}")
         start = self._take(n)
-        inner = Reader(self._data, start, start + n)
-        yield inner
-        if not inner.eof():
+        return Reader(self._data, start, start + n)
+
+    # A Reader is its own context manager (cheaper than a generator-based one on hot paths).
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None and self._pos < self._end:
             raise decode_error("trailing bytes inside a vector")
 
     def pull_list(self, width: int, item_width: int, min_len: int = 0) -> list[int]:
@@ -111,6 +114,30 @@ class Reader:
     def expect_end(self) -> None:
         if not self.eof():
             raise decode_error("trailing bytes after structure")
+
+
+class _Block:
+    """Reserves a length prefix and patches it on exit (see ``Writer.push_block``)."""
+
+    __slots__ = ("_buf", "_start", "_width")
+
+    def __init__(self, buf: bytearray, width: int) -> None:
+        self._buf = buf
+        self._width = width
+        self._start = len(buf)
+        buf += bytes(width)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            return
+        buf, start, width = self._buf, self._start, self._width
+        n = len(buf) - start - width
+        if n >= 1 << (8 * width):
+            raise ValueError("vector too long for its length prefix")
+        buf[start : start + width] = n.to_bytes(width, "big")
 
 
 class Writer:
@@ -152,16 +179,10 @@ class Writer:
         self._buf += n.to_bytes(width, "big")
         self._buf += data
 
-    @contextmanager
-    def push_block(self, width: int) -> Iterator[None]:
-        """Write a length-prefixed vector; the prefix is filled in when the block closes."""
-        start = len(self._buf)
-        self._buf += bytes(width)
-        yield
-        n = len(self._buf) - start - width
-        if n >= 1 << (8 * width):
-            raise ValueError("vector too long for its length prefix")
-        self._buf[start : start + width] = n.to_bytes(width, "big")
+    def push_block(self, width: int) -> _Block:
+        """Write a length-prefixed vector (``with w.push_block(2): ...``); the prefix is
+        filled in when the block closes."""
+        return _Block(self._buf, width)
 
     def push_list(self, width: int, item_width: int, items: list[int] | tuple[int, ...]) -> None:
         if item_width == 1:
