@@ -15,6 +15,7 @@ from cryptography import x509
 
 from .cipher_suites import CipherSuite
 from .key_schedule import TrafficKeys
+from .psk import Session
 
 
 class Epoch(IntEnum):
@@ -103,6 +104,25 @@ class ConnectionIdNegotiated:
     peer_cid: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A client received a NewSessionTicket: this session can resume (RFC 8446 §4.6.1)."""
+
+    session: Session
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyDataDecision:
+    """Whether the server takes the client's 0-RTT data (RFC 8446 §4.2.10).
+
+    Server: accepted -> read epoch-1 application data, at most ``max_size`` bytes;
+    rejected -> skip 0-RTT records up to ``max_size`` bytes. Client: stop sending early data.
+    """
+
+    accepted: bool
+    max_size: int
+
+
 Action = (
     SendMessage
     | SendChangeCipherSpec
@@ -111,4 +131,6 @@ Action = (
     | HandshakeFinished
     | KeyUpdateReceived
     | ConnectionIdNegotiated
+    | NewSession
+    | EarlyDataDecision
 )

@@ -7,19 +7,23 @@ a time; output is a list of actions (messages to send, keys to install, completi
 
 from __future__ import annotations
 
+import hashlib
 import time
 from enum import Enum
+from typing import Literal
 
 from cryptography import x509
 
 from .actions import (
     Action,
     ConnectionIdNegotiated,
+    EarlyDataDecision,
     Epoch,
     HandshakeFinished,
     InstallKeys,
     LogSecret,
     NegotiatedParameters,
+    NewSession,
     SendChangeCipherSpec,
     SendMessage,
 )
@@ -53,16 +57,34 @@ from .messages import (
     CertificateVerify,
     ClientHello,
     EncryptedExtensions,
+    EndOfEarlyData,
     Extensions,
     Finished,
     HandshakeMessage,
     KeyShareEntry,
     KeyUpdate,
     NewSessionTicket,
+    OfferedPsks,
+    PskIdentity,
     ServerHello,
     encode_message,
 )
-from .transcript import Transcript
+from .psk import (
+    MAX_TICKET_LIFETIME,
+    PSK_DHE_KE,
+    PSK_KE,
+    PSK_MODE_NAMES,
+    OfferedPsk,
+    Session,
+    binder_transcript_hash,
+    binders_length,
+    compute_binder,
+    fill_binders,
+    placeholder_binders,
+)
+from .transcript import Transcript, message_hash_message
+
+EarlyDataStatus = Literal["accepted", "rejected", "not_sent"]
 
 
 class ClientState(Enum):
@@ -108,7 +130,18 @@ class ClientHandshake:
         self.resumption_master_secret = b""
         self.application_keys: ApplicationKeys | None = None
         self._client_certificate_sent = False
-        self.early_data_offered = False
+        # RFC 8446 §4.2.11: the PSKs of the current ClientHello, in identity order.
+        self._offers: tuple[OfferedPsk, ...] = ()
+        self._psk: OfferedPsk | None = None  # the one the server selected
+        self._selected_identity: int | None = None
+        self._psk_mode: int | None = None
+        # §4.2.11.2: what precedes Truncate(ClientHello2) in its binders' transcript
+        self._binder_prefix = b""
+        self._first_hello_raw = b""
+        self._early_in_hello = False  # early_data in the ClientHello now outstanding
+        self.early_data_offered = False  # ...in the first one (0-RTT keys are in use)
+        self.early_data_status: EarlyDataStatus = "not_sent"
+        self._deferred_write: InstallKeys | None = None  # handshake keys after EndOfEarlyData
 
     @property
     def client_random(self) -> bytes:
@@ -116,11 +149,28 @@ class ClientHandshake:
 
     # -- public entry points --------------------------------------------------------------
 
-    def start(self, now: float | None = None) -> list[Action]:
+    def early_data_limit(self, now: float) -> int:
+        """How many bytes of 0-RTT data ``start(early_data=True)`` could carry (RFC 8446
+        §4.2.10): the configured session's max_early_data when it is still usable, else 0."""
+        session = self.config.session
+        if session is None or not self._session_usable(session, now):
+            return 0
+        if session.suite not in self.config.cipher_suites:
+            return 0  # §4.2.10: 0-RTT uses the ticket's suite
+        if session.alpn is not None and session.alpn not in self.config.alpn:
+            return 0  # §4.2.10: ... and its ALPN protocol
+        return session.max_early_data
+
+    def start(self, now: float | None = None, *, early_data: bool = False) -> list[Action]:
+        """The first ClientHello; ``early_data`` offers 0-RTT if the session allows it, and
+        then installs the early traffic keys right after it (RFC 8446 §4.2.10, §7.1)."""
         if self.state is not ClientState.START:
             raise RuntimeError("handshake already started")
         self._now = time.time() if now is None else now
         cfg = self.config
+        self._offers = self._psk_offers(self._now)
+        self._early_in_hello = early_data and self.early_data_limit(self._now) > 0
+        self.early_data_offered = self._early_in_hello
         for group in cfg.groups[: max(1, cfg.key_share_groups)]:
             self._shares[group] = generate_key_share(group, self._injected.next())
         # RFC 8446 §D.4: a non-empty session id asks middleboxes to treat this as resumption;
@@ -137,7 +187,93 @@ class ClientHandshake:
         )
         self._client_hello = hello
         self.state = ClientState.WAIT_SERVER_HELLO
-        return [self._send(Epoch.INITIAL, encode_message(hello, dtls=self.dtls))]
+        raw = self._encode_hello(hello)
+        self._first_hello_raw = raw
+        actions: list[Action] = [self._send(Epoch.INITIAL, raw)]
+        if self.early_data_offered:
+            actions.extend(self._early_keys(raw))
+        return actions
+
+    def _session_usable(self, session: Session, now: float) -> bool:
+        cfg = self.config
+        return (
+            not session.expired(now)
+            and session.dtls == self.dtls
+            # RFC 8446 §4.6.1: resume only with the name of the original connection.
+            and session.sni == cfg.server_name
+            and session.suite in CIPHER_SUITES
+            # §4.2.11: a suite with the ticket's hash must be on offer.
+            and any(
+                CIPHER_SUITES[c].hash_name == session.hash_name
+                for c in cfg.cipher_suites
+                if c in CIPHER_SUITES
+            )
+        )
+
+    def _psk_offers(self, now: float) -> tuple[OfferedPsk, ...]:
+        cfg = self.config
+        offers: list[OfferedPsk] = []
+        session = cfg.session
+        if session is not None and self._session_usable(session, now):
+            offers.append(
+                OfferedPsk(
+                    identity=session.ticket,
+                    obfuscated_age=session.obfuscated_age(now),
+                    key=session.psk,
+                    external=False,
+                    hash_name=session.hash_name,
+                    session=session,
+                )
+            )
+        external = cfg.external_psk
+        if external is not None:
+            # §4.2.11: an external identity's obfuscated_ticket_age SHOULD be 0.
+            offers.append(OfferedPsk(external.identity, 0, external.key, True, external.hash_name))
+        return tuple(offers)
+
+    def _encode_hello(self, hello: ClientHello) -> bytes:
+        """Encode a ClientHello and fill in its PSK binders (RFC 8446 §4.2.11.2)."""
+        raw = encode_message(hello, dtls=self.dtls)
+        offered = hello.extensions.pre_shared_key
+        if offered is None:
+            return raw
+        truncated = raw[: len(raw) - binders_length(offered.binders)]
+        binders = tuple(
+            compute_binder(
+                o.hash_name,
+                o.key,
+                external=o.external,
+                dtls=self.dtls,
+                transcript_hash=binder_transcript_hash(o.hash_name, self._binder_prefix, truncated),
+            )
+            for o in self._offers
+        )
+        return fill_binders(raw, binders)
+
+    def _early_keys(self, hello_raw: bytes) -> list[Action]:
+        """0-RTT keys from the first PSK (§4.2.10) over Transcript-Hash(ClientHello)."""
+        session = self._offers[0].session
+        assert session is not None
+        suite = session.cipher_suite
+        schedule = KeySchedule(suite, dtls=self.dtls)
+        schedule.set_psk(session.psk)
+        th = hashlib.new(suite.hash_name, hello_raw).digest()
+        # RFC 8446 §D.4: with early data the compatibility CCS follows the first ClientHello.
+        actions: list[Action] = list(self._compat_ccs())
+        actions.append(
+            install(
+                "write",
+                int(Epoch.EARLY_DATA),
+                suite,
+                schedule.client_early_traffic_secret(th),
+                "CLIENT_EARLY_TRAFFIC_SECRET",
+                self.dtls,
+            )
+        )
+        actions.append(
+            LogSecret("EARLY_EXPORTER_SECRET", schedule.early_exporter_master_secret(th))
+        )
+        return actions
 
     def handle(self, raw: bytes, now: float) -> list[Action]:
         """Process one whole handshake message (TLS form: type, uint24 length, body)."""
@@ -206,6 +342,14 @@ class ClientHandshake:
     def _hello_extensions(self, cookie: bytes | None) -> Extensions:
         cfg = self.config
         name = cfg.server_name
+        offers = self._offers
+        psks = None
+        if offers:
+            # Binders are placeholders of the right size until the message is encoded.
+            psks = OfferedPsks(
+                identities=tuple(PskIdentity(o.identity, o.obfuscated_age) for o in offers),
+                binders=placeholder_binders(offers),
+            )
         return Extensions(
             server_name=name if name and not _is_ip_literal(name) else None,
             supported_groups=tuple(cfg.groups),
@@ -218,6 +362,10 @@ class ClientHandshake:
             alpn=tuple(cfg.alpn) or None,
             record_size_limit=cfg.record_size_limit,
             connection_id=cfg.connection_id if self.dtls else None,
+            # RFC 8446 §4.2.9: a client offering PSKs MUST send psk_key_exchange_modes.
+            psk_key_exchange_modes=tuple(cfg.psk_modes) if offers else None,
+            early_data=self._early_in_hello,
+            pre_shared_key=psks,
         )
 
     # -- ServerHello / HelloRetryRequest ------------------------------------------------------
@@ -262,29 +410,48 @@ class ClientHandshake:
         if sh.is_hello_retry_request:
             return self._on_hello_retry_request(sh, suite, raw)
         ext = sh.extensions
-        if ext.pre_shared_key is not None or ext.selected_identity is not None:
-            raise HandshakeError(
-                AlertDescription.unsupported_extension, "server selected a PSK we did not offer"
-            )
+        psk = self._server_psk(sh, suite)
         entry = ext.key_share_entry
+        shared_secret: bytes | None = None
         if entry is None:
-            # RFC 8446 §9.2: without PSK the key_share extension is mandatory.
-            raise HandshakeError(AlertDescription.missing_extension, "ServerHello lacks key_share")
-        share = self._shares.get(entry.group)
-        if share is None:
-            raise HandshakeError(
-                AlertDescription.illegal_parameter,
-                f"server key share for group 0x{entry.group:04x} we did not send",
-            )
-        shared_secret = share.exchange(entry.key_exchange)
+            if psk is None:
+                # RFC 8446 §9.2: without PSK the key_share extension is mandatory.
+                raise HandshakeError(
+                    AlertDescription.missing_extension, "ServerHello lacks key_share"
+                )
+            if PSK_KE not in self.config.psk_modes:
+                # §4.2.11: a key_share the offered modes require is missing.
+                raise HandshakeError(
+                    AlertDescription.illegal_parameter,
+                    "server chose psk_ke, which we did not offer",
+                )
+            self._psk_mode = PSK_KE
+        else:
+            share = self._shares.get(entry.group)
+            if share is None:
+                raise HandshakeError(
+                    AlertDescription.illegal_parameter,
+                    f"server key share for group 0x{entry.group:04x} we did not send",
+                )
+            if psk is not None and PSK_DHE_KE not in self.config.psk_modes:
+                raise HandshakeError(
+                    AlertDescription.illegal_parameter,
+                    "server chose psk_dhe_ke, which we did not offer",
+                )
+            shared_secret = share.exchange(entry.key_exchange)
+            self._group = entry.group
+            if psk is not None:
+                self._psk_mode = PSK_DHE_KE
         peer_cid = ext.connection_id
         if peer_cid is not None and (not self.dtls or self.config.connection_id is None):
             raise _unsolicited("connection_id")
-        self._group = entry.group
+        self._psk = psk
         self._set_suite(suite)
         self._transcript.add(raw)
         schedule = self._schedule
         assert schedule is not None
+        if psk is not None:
+            schedule.set_psk(psk.key)
         schedule.enter_handshake(shared_secret)
         th = self._transcript.digest()
         self._client_hs_secret = schedule.client_handshake_traffic_secret(th)
@@ -301,12 +468,39 @@ class ClientHandshake:
         # RFC 8446 §D.4: the client's CCS goes before its second flight (or its second
         # ClientHello); the server's arrives whenever, the record layer tolerates it.
         actions.extend(self._compat_ccs())
-        actions.append(
-            self._install(
-                "write", Epoch.HANDSHAKE, self._client_hs_secret, "CLIENT_HANDSHAKE_TRAFFIC_SECRET"
-            )
+        write = self._install(
+            "write", Epoch.HANDSHAKE, self._client_hs_secret, "CLIENT_HANDSHAKE_TRAFFIC_SECRET"
         )
+        if self.early_data_status == "not_sent" and self.early_data_offered and not self.dtls:
+            # §4.2.10: 0-RTT records and EndOfEarlyData keep the early keys until we know
+            # the server's answer. (DTLS has no EndOfEarlyData and sends early data with
+            # explicit epoch 1, RFC 9147 §5.6, so its handshake keys start now.)
+            self._deferred_write = write
+        else:
+            actions.append(write)
         return actions
+
+    def _server_psk(self, sh: ServerHello, suite: CipherSuite) -> OfferedPsk | None:
+        """The PSK the ServerHello selected, checked as RFC 8446 §4.2.11 requires."""
+        selected = sh.extensions.selected_identity
+        if selected is None:
+            return None
+        offers = self._offers
+        if not offers:
+            raise HandshakeError(
+                AlertDescription.unsupported_extension, "server selected a PSK we did not offer"
+            )
+        if selected >= len(offers):
+            raise HandshakeError(
+                AlertDescription.illegal_parameter, "selected_identity is out of range"
+            )
+        psk = offers[selected]
+        if psk.hash_name != suite.hash_name:
+            raise HandshakeError(
+                AlertDescription.illegal_parameter, "cipher suite hash does not match the PSK"
+            )
+        self._selected_identity = selected
+        return psk
 
     def _on_hello_retry_request(
         self, hrr: ServerHello, suite: CipherSuite, raw: bytes
@@ -342,6 +536,19 @@ class ClientHandshake:
         self._transcript.add(raw)
         if group is not None:
             self._shares = {group: generate_key_share(group, self._injected.next())}
+        # §4.1.2: recompute ages and binders, drop PSKs whose hash the suite excludes (and
+        # §4.2.10: early data is not allowed after HelloRetryRequest).
+        self._binder_prefix = (
+            message_hash_message(hashlib.new(suite.hash_name, self._first_hello_raw).digest()) + raw
+        )
+        self._offers = tuple(
+            o for o in self._psk_offers(self._now) if o.hash_name == suite.hash_name
+        )
+        self._early_in_hello = False
+        actions: list[Action] = []
+        if self.early_data_offered:
+            self.early_data_status = "rejected"
+            actions.append(EarlyDataDecision(accepted=False, max_size=0))
         new_hello = ClientHello(
             random=hello.random,
             legacy_session_id=hello.legacy_session_id,
@@ -351,8 +558,8 @@ class ClientHandshake:
             legacy_cookie=hello.legacy_cookie,
         )
         self._client_hello = new_hello
-        actions: list[Action] = list(self._compat_ccs())
-        actions.append(self._send(Epoch.INITIAL, encode_message(new_hello, dtls=self.dtls)))
+        actions.extend(self._compat_ccs())
+        actions.append(self._send(Epoch.INITIAL, self._encode_hello(new_hello)))
         return actions
 
     def _set_suite(self, suite: CipherSuite) -> None:
@@ -380,14 +587,40 @@ class ClientHandshake:
                     AlertDescription.illegal_parameter,
                     "server selected an ALPN protocol not offered",
                 )
-        if ext.early_data:
-            raise _unsolicited("early_data")
         if ext.record_size_limit is not None and offered.record_size_limit is None:
             raise _unsolicited("record_size_limit")
+        actions = self._early_data_answer(ext.early_data)
         self._encrypted_extensions = ext
         self._transcript.add(raw)
-        self.state = ClientState.WAIT_CERTIFICATE_OR_REQUEST
-        return []
+        # RFC 8446 §2.2: a PSK handshake has no certificates; Finished comes next.
+        if self._psk is not None:
+            self.state = ClientState.WAIT_FINISHED
+        else:
+            self.state = ClientState.WAIT_CERTIFICATE_OR_REQUEST
+        return actions
+
+    def _early_data_answer(self, accepted: bool) -> list[Action]:
+        """RFC 8446 §4.2.10: early_data in EncryptedExtensions accepts our 0-RTT data."""
+        if accepted:
+            if not self._early_in_hello:
+                raise _unsolicited("early_data")
+            session = self._offers[0].session
+            assert session is not None and self._suite is not None
+            if self._selected_identity != 0 or self._suite.code != session.suite:
+                raise HandshakeError(
+                    AlertDescription.illegal_parameter,
+                    "early data accepted without the first PSK and its cipher suite",
+                )
+            self.early_data_status = "accepted"
+            return [EarlyDataDecision(accepted=True, max_size=session.max_early_data)]
+        if not self._early_in_hello:
+            return []
+        self.early_data_status = "rejected"
+        actions: list[Action] = [EarlyDataDecision(accepted=False, max_size=0)]
+        if self._deferred_write is not None:
+            actions.append(self._deferred_write)
+            self._deferred_write = None
+        return actions
 
     def _on_certificate_request(self, cr: CertificateRequest, raw: bytes) -> list[Action]:
         # RFC 8446 §4.3.2: empty context during the handshake; signature_algorithms required.
@@ -459,6 +692,11 @@ class ClientHandshake:
             ),
             LogSecret("EXPORTER_SECRET", self.exporter_master_secret),
         ]
+        if self._deferred_write is not None:
+            # RFC 8446 §4.5: EndOfEarlyData under the early keys, then the handshake keys.
+            actions.append(self._send(Epoch.EARLY_DATA, encode_message(EndOfEarlyData())))
+            actions.append(self._deferred_write)
+            self._deferred_write = None
         actions.extend(self._client_authentication())
         actions.append(
             self._send(
@@ -504,9 +742,25 @@ class ClientHandshake:
     # -- post-handshake -------------------------------------------------------------------------
 
     def _on_new_session_ticket(self, ticket: NewSessionTicket) -> list[Action]:
-        # Tickets are accepted and validated by the codec; storing them for resumption is the
-        # session store's job, which this connection has none of yet.
-        return []
+        """RFC 8446 §4.6.1: a ticket becomes a Session the application may keep."""
+        if ticket.ticket_lifetime == 0:
+            return []  # "the ticket should be discarded immediately"
+        schedule, suite = self._schedule, self._suite
+        assert schedule is not None and suite is not None
+        ee = self._encrypted_extensions or Extensions()
+        session = Session(
+            ticket=ticket.ticket,
+            psk=schedule.resumption_psk(self.resumption_master_secret, ticket.ticket_nonce),
+            suite=suite.code,
+            lifetime=min(ticket.ticket_lifetime, MAX_TICKET_LIFETIME),
+            age_add=ticket.ticket_age_add,
+            received_at=self._now,
+            max_early_data=ticket.extensions.max_early_data_size or 0,
+            alpn=ee.alpn[0] if ee.alpn else None,
+            sni=self.config.server_name,
+            dtls=self.dtls,
+        )
+        return [NewSession(session)]
 
     def _on_key_update(self, message: KeyUpdate) -> list[Action]:
         assert self.application_keys is not None
@@ -539,9 +793,9 @@ class ClientHandshake:
             alpn=ee.alpn[0] if ee.alpn else None,
             server_name=self.config.server_name,
             hello_retry=self._hello_retry,
-            resumed=False,
-            psk_mode=None,
-            early_data="not_sent",
+            resumed=self._psk is not None and not self._psk.external,
+            psk_mode=PSK_MODE_NAMES[self._psk_mode] if self._psk_mode is not None else None,
+            early_data=self.early_data_status,
             peer_certificates=tuple(self._peer_chain),
             client_authenticated=self._client_certificate_sent,
             peer_record_size_limit=ee.record_size_limit,

@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from .certificates import TrustAnchors
 from .cipher_suites import DEFAULT_CIPHER_SUITES
 from .groups import DEFAULT_GROUPS
+from .psk import PSK_DHE_KE, ExternalPsk, Session
 from .signatures import DEFAULT_SIGNATURE_SCHEMES, is_rsassa_pss_certificate, schemes_for_key
+from .tickets import TicketManager
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,14 +67,22 @@ class HandshakeConfig:
     # DTLS Connection ID we want the peer to put on records to us (RFC 9146); b"" offers
     # the extension without asking for one; None does not negotiate CIDs at all.
     connection_id: bytes | None = None
+    # RFC 8446 §4.2.9 modes, in preference order: the client offers them, the server picks
+    # its first one the client offered. psk_ke (no (EC)DHE, no forward secrecy) is opt-in.
+    psk_modes: tuple[int, ...] = (PSK_DHE_KE,)
     # client only
     server_name: str | None = None
     compatibility_mode: bool = True  # RFC 8446 §D.4; forced off for DTLS (RFC 9147 §5)
+    session: Session | None = None  # a ticket to resume with (RFC 8446 §4.6.1)
+    external_psk: ExternalPsk | None = None  # offered after the ticket, if both
     # server only
     require_client_certificate: bool = False
     request_client_certificate: bool = False
     always_hello_retry: bool = False  # e.g. to exercise HRR paths against a peer
     tls_cookie: bool = False  # send a cookie in a TLS HelloRetryRequest
+    tickets: TicketManager | None = None  # issues/accepts session tickets; None: neither
+    external_psks: tuple[ExternalPsk, ...] = ()
+    psk_only: bool = False  # refuse handshakes that would not use a PSK
     # RFC 8446 §4.2.7: groups listed in EncryptedExtensions' supported_groups (None: omitted)
     advertised_groups: tuple[int, ...] | None = None
     random_bytes: Callable[[int], bytes] | None = None  # test vectors inject randoms

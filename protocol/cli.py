@@ -1,7 +1,9 @@
-"""``python -m protocol`` (console script ``tls13``): a TLS 1.3 test server and client.
+"""``python -m protocol`` (console script ``tls13``): a TLS 1.3 / DTLS 1.3 test server and client.
 
     python -m protocol server --listen 127.0.0.1:4433 --cert server.pem --key server.key
     python -m protocol client 127.0.0.1:4433 --cafile ca.pem --servername localhost --send hello
+    python -m protocol server --dtls --listen 127.0.0.1:4433 --cert server.pem --key server.key
+    python -m protocol client --dtls 127.0.0.1:4433 --cafile ca.pem --cid-length 4 --send hello
     python -m protocol demo
     python -m protocol make-certs DIR
 
@@ -14,6 +16,11 @@ Layout: option parsing builds a config, then a *runner* per transport does the I
 (``run_tls_client`` / ``serve_tls``). A DTLS transport adds its options in
 ``_add_dtls_options`` and its runners to ``CLIENT_RUNNERS`` / ``SERVER_RUNNERS``; everything
 else (configs, summaries, error lines) is shared.
+
+With ``--dtls`` both run DTLS 1.3 over UDP (RFC 9147): the client with the blocking
+``transport_udp.DTLSSocket``, the server with ``transport_udp.serve_dtls`` (one socket, many
+associations). Application data over DTLS is not retransmitted: each ``--send`` piece is a
+record, and what the network drops stays dropped.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import select
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,6 +46,15 @@ from .events import HandshakeComplete
 from .trace import JsonLinesTrace
 from .transport_asyncio import TLSStreamReader, TLSStreamWriter, start_server
 from .transport_blocking import TLSEOFError, TLSSocket, wrap_client
+from .transport_udp import (
+    DTLSHandler,
+    DTLSSession,
+    DTLSSocket,
+    DTLSTimeoutError,
+    bind_udp,
+    serve_dtls,
+)
+from .transport_udp import connect as dtls_connect
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -48,6 +64,10 @@ DEFAULT_IDLE_TIMEOUT = 2.0
 # The handshake gets at least this long, whatever the idle timeout (RSA keys, slow peers).
 MIN_HANDSHAKE_TIMEOUT = 10.0
 SERVER_HANDSHAKE_TIMEOUT = 30.0
+# A DTLS association that receives nothing for this long is closed: UDP has no FIN.
+DTLS_SERVER_IDLE_TIMEOUT = 60.0
+# DTLS sends are cut into pieces of this size, reading what arrived in between.
+DTLS_SEND_CHUNK = 16 * 1024
 MAX_HTTP_REQUEST = 64 * 1024
 SEND_CHUNK = 64 * 1024
 
@@ -124,6 +144,8 @@ def describe_error(exc: BaseException, *, phase: str) -> str:
     failed = "handshake failed" if phase in ("connect", "handshake") else "connection failed"
     if isinstance(exc, CLIError):
         return _one_line(str(exc))
+    if isinstance(exc, DTLSTimeoutError):
+        return _one_line(exc.reason)  # already says what timed out
     if isinstance(exc, ProtocolError):
         if not exc.by_peer and exc.alert in _CERTIFICATE_ALERTS:
             return _one_line(f"certificate verify failed: {exc.reason}")
@@ -201,8 +223,9 @@ def summary(
     key_updates_sent: int,
     key_updates_received: int,
     error: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``--summary-json`` object."""
+    """The ``--summary-json`` object; ``extra`` adds transport fields (DTLS counters)."""
     out: dict[str, Any] = {}
     if event is not None:
         out.update(
@@ -226,6 +249,8 @@ def summary(
         key_updates_sent=key_updates_sent,
         key_updates_received=key_updates_received,
     )
+    if extra:
+        out.update(extra)
     if error is not None:
         out["error"] = error
     return out
@@ -253,6 +278,7 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
         keylog=args.keylog,
         trace=args.trace_hook,
         dangerously_skip_certificate_verification=args.insecure,
+        **_dtls_settings(args, server=False),
     )
 
 
@@ -266,6 +292,7 @@ class ClientOutcome:
     key_updates_sent: int = 0
     key_updates_received: int = 0
     error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # transport fields for the summary
 
 
 def _client_payload(args: argparse.Namespace) -> bytes:
@@ -348,8 +375,96 @@ class _PhaseError(Exception):
         self.phase = phase
 
 
+def _hex(value: bytes | None) -> str | None:
+    return value.hex() if value else None
+
+
+def dtls_fields(dtls: DTLSSocket) -> dict[str, Any]:
+    """The DTLS part of the client summary (CIDs as hex; null when none is used)."""
+    conn = dtls.connection
+    return {
+        "version": "DTLS 1.3",
+        "handshake_complete": conn.handshake_complete,
+        "cid_sent": _hex(conn.cid_sent),
+        "cid_received": _hex(conn.cid_received),
+        "retransmissions": conn.retransmissions,
+        "datagrams_sent": conn.datagrams_sent,
+        "datagrams_received": conn.datagrams_received,
+        "handshake_round_trips": conn.handshake_round_trips,
+    }
+
+
+def dtls_line(fields: dict[str, Any]) -> str:
+    return (
+        f"cid_sent={fields['cid_sent'] or '-'} cid_received={fields['cid_received'] or '-'} "
+        f"round_trips={fields['handshake_round_trips']} "
+        f"retransmissions={fields['retransmissions']}"
+    )
+
+
+def run_dtls_client(
+    args: argparse.Namespace, config: ClientConfig, payload: bytes, outcome: ClientOutcome
+) -> None:
+    """The DTLS drive loop, the same story as ``run_tls_client`` over UDP."""
+    host, port = args.address
+    handshake_timeout = max(args.timeout, MIN_HANDSHAKE_TIMEOUT)
+    phase = "connect"
+    dtls: DTLSSocket | None = None
+    try:
+        server_name = args.servername if args.servername is not None else host
+        dtls = dtls_connect(host, port, config, server_name=server_name, do_handshake=False)
+        phase = "handshake"
+        outcome.handshake = dtls.do_handshake(handshake_timeout)
+        phase = "data"
+        if args.verbose:
+            line = f"{parameters_line(outcome.handshake)} {dtls_line(dtls_fields(dtls))}"
+            print(f"connected: {line}", file=sys.stderr)
+        out = sys.stdout.buffer
+        dtls.settimeout(args.timeout)
+        peer_closed = _send_dtls_interleaved(dtls, payload, out)
+        if args.key_update and not peer_closed:
+            dtls.key_update(request=True)
+        while not peer_closed:
+            try:
+                data = dtls.recv()
+            except TimeoutError:
+                break  # idle (DTLSTimeoutError, a dead association, is not a TimeoutError)
+            if not data:
+                break  # close_notify
+            out.write(data)
+            out.flush()
+        dtls.close()
+    except BaseException as exc:
+        if dtls is not None:
+            dtls.close()
+        raise _PhaseError(exc, phase) from exc
+    finally:
+        if dtls is not None:
+            conn = dtls.connection
+            outcome.bytes_sent = conn.bytes_sent
+            outcome.bytes_received = conn.bytes_received
+            outcome.key_updates_sent = dtls.key_updates_sent
+            outcome.key_updates_received = dtls.key_updates_received
+            outcome.extra = dtls_fields(dtls)
+
+
+def _send_dtls_interleaved(dtls: DTLSSocket, payload: bytes, out: BinaryIO) -> bool:
+    """Send ``payload`` in pieces, printing what arrived in between (an echo comes back
+    while we send). Returns True if the peer closed."""
+    view = memoryview(payload)
+    for offset in range(0, len(view), DTLS_SEND_CHUNK):
+        dtls.send(view[offset : offset + DTLS_SEND_CHUNK])
+        dtls.process(0.0)
+        while dtls.pending():
+            out.write(dtls.recv())
+        out.flush()
+        if dtls.peer_closed:
+            return True
+    return False
+
+
 ClientRunner = Callable[[argparse.Namespace, ClientConfig, bytes, ClientOutcome], None]
-CLIENT_RUNNERS: dict[str, ClientRunner] = {"tls": run_tls_client}
+CLIENT_RUNNERS: dict[str, ClientRunner] = {"tls": run_tls_client, "dtls": run_dtls_client}
 
 
 def cmd_client(args: argparse.Namespace) -> int:
@@ -378,6 +493,7 @@ def cmd_client(args: argparse.Namespace) -> int:
             key_updates_sent=outcome.key_updates_sent,
             key_updates_received=outcome.key_updates_received,
             error=outcome.error,
+            extra=outcome.extra,
         )
         Path(args.summary_json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if outcome.error is not None:
@@ -407,7 +523,26 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         record_size_limit=args.record_size_limit,
         keylog=args.keylog,
         trace=args.trace_hook,
+        **_dtls_settings(args, server=True),
     )
+
+
+def _dtls_settings(args: argparse.Namespace, *, server: bool) -> dict[str, Any]:
+    """Config fields from the DTLS options (only those given: the rest keep the defaults)."""
+    if args.transport != "dtls":
+        return {}
+    settings: dict[str, Any] = {}
+    if args.mtu is not None:
+        settings["mtu"] = args.mtu
+    if args.retransmit_initial is not None:
+        settings["retransmit_initial"] = args.retransmit_initial / 1000.0  # ms -> s
+    if args.max_retransmits is not None:
+        settings["max_retransmits"] = args.max_retransmits
+    if args.cid_length is not None:
+        settings["cid_length"] = args.cid_length
+    if server and args.no_cookie:
+        settings["dtls_cookie"] = False
+    return settings
 
 
 def _peer(peername: Any) -> str:
@@ -419,6 +554,7 @@ def _peer(peername: Any) -> str:
 
 def _www_page(event: HandshakeComplete | None) -> bytes:
     rows = ""
+    version = event.version if event is not None else "TLS 1.3"
     if event is not None:
         fields = summary(
             event, bytes_sent=0, bytes_received=0, key_updates_sent=0, key_updates_received=0
@@ -437,7 +573,7 @@ def _www_page(event: HandshakeComplete | None) -> bytes:
             rows += f"<tr><td>{key}</td><td>{html.escape(str(fields.get(key)))}</td></tr>\n"
     body = (
         "<!DOCTYPE html>\n<html><head><title>tls13</title></head><body>\n"
-        "<h1>tls13: TLS 1.3 connection established</h1>\n"
+        f"<h1>tls13: {html.escape(version)} connection established</h1>\n"
         f"<table>\n{rows}</table>\n</body></html>\n"
     ).encode()
     head = (
@@ -546,8 +682,64 @@ def serve_tls(args: argparse.Namespace, config: ServerConfig) -> int:
     return asyncio.run(TLSServerRun(args, config).serve())
 
 
+class DTLSServerHandler(DTLSHandler):
+    """One ``server --dtls`` invocation's per-association behaviour: echo or www, the
+    optional KeyUpdate, one stderr line per association (more for failures)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+
+    def _log(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def handshake_complete(self, session: DTLSSession) -> None:
+        assert session.handshake is not None
+        conn = session.connection
+        details = (
+            f"cid_sent={_hex(conn.cid_sent) or '-'} cid_received={_hex(conn.cid_received) or '-'}"
+        )
+        self._log(f"{_peer(session.address)} {parameters_line(session.handshake)} {details}")
+        if self.args.key_update:
+            session.key_update(request=True)
+
+    def data_received(self, session: DTLSSession, data: bytes) -> None:
+        if not session.open:
+            return  # the peer's close_notify came with its data: nothing more can be sent
+        if self.args.mode != "www":
+            session.send(data)
+            return
+        request: bytearray = session.data.setdefault("request", bytearray())
+        request += data
+        if b"\r\n\r\n" in request or b"\n\n" in request or len(request) > MAX_HTTP_REQUEST:
+            ok = request.startswith(b"GET ")
+            session.send(_www_page(session.handshake) if ok else _BAD_REQUEST)
+            session.close()
+
+    def session_ended(self, session: DTLSSession, error: BaseException | None) -> None:
+        if error is not None:
+            phase = "handshake" if session.handshake is None else "data"
+            self._log(f"{_peer(session.address)} {describe_error(error, phase=phase)}")
+
+
+def serve_dtls_cli(args: argparse.Namespace, config: ServerConfig) -> int:
+    """``server --dtls``: one UDP socket, every association on it, until killed (or the
+    first association ends, with ``--once``)."""
+    host, port = args.listen
+    sock = bind_udp(host, port)
+    with sock:
+        print(f"listening on {_peer(sock.getsockname())}", file=sys.stderr, flush=True)
+        stats = serve_dtls(
+            sock,
+            config,
+            DTLSServerHandler(args),
+            once=args.once,
+            idle_timeout=DTLS_SERVER_IDLE_TIMEOUT,
+        )
+    return EXIT_FAILURE if args.once and stats.failed else EXIT_OK
+
+
 ServerRunner = Callable[[argparse.Namespace, ServerConfig], int]
-SERVER_RUNNERS: dict[str, ServerRunner] = {"tls": serve_tls}
+SERVER_RUNNERS: dict[str, ServerRunner] = {"tls": serve_tls, "dtls": serve_dtls_cli}
 
 
 def cmd_server(args: argparse.Namespace) -> int:
@@ -618,23 +810,104 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="append every record and handshake message as JSON lines",
     )
-    # TLS today; _add_dtls_options() will add --dtls with transport="dtls".
+    # TLS unless _add_dtls_options()' --dtls sets transport="dtls".
     p.set_defaults(transport="tls", trace_hook=None)
 
 
-def _add_dtls_options(p: argparse.ArgumentParser) -> None:
-    """Placeholder for --dtls, --cid-length, --mtu, --retransmit-initial, --max-retransmits:
-    those set ``transport="dtls"`` and are read by the DTLS runners only."""
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be within {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
+    if not 0 < value <= 3_600_000:
+        raise argparse.ArgumentTypeError(f"must be within 0..3600000 ms, got {text}")
+    return value
+
+
+# The options that only mean something with --dtls (dest names), and the option spelled out.
+_DTLS_ONLY = {
+    "cid_length": "--cid-length",
+    "mtu": "--mtu",
+    "retransmit_initial": "--retransmit-initial",
+    "max_retransmits": "--max-retransmits",
+    "no_cookie": "--no-cookie",
+}
+
+
+def _add_dtls_options(p: argparse.ArgumentParser, *, server: bool = False) -> None:
+    """--dtls (``transport="dtls"``) and the options only the DTLS runners read."""
+    group = p.add_argument_group("DTLS 1.3 (RFC 9147) over UDP")
+    group.add_argument(
+        "--dtls",
+        dest="transport",
+        action="store_const",
+        const="dtls",
+        default="tls",
+        help="DTLS 1.3 over UDP instead of TLS 1.3 over TCP",
+    )
+    group.add_argument(
+        "--cid-length",
+        type=_int_in(0, 255),
+        metavar="N",
+        help="ask the peer for a Connection ID of N bytes (RFC 9146); 0: none for us, "
+        "but use the peer's",
+    )
+    group.add_argument(
+        "--mtu",
+        type=_int_in(256, 65535),
+        metavar="N",
+        help="path MTU: datagrams stay within N minus 48 bytes (default 1280)",
+    )
+    group.add_argument(
+        "--retransmit-initial",
+        type=_milliseconds,
+        metavar="MS",
+        help="initial retransmission timeout in milliseconds, doubled per retry (default 1000)",
+    )
+    group.add_argument(
+        "--max-retransmits",
+        type=_int_in(0, 1000),
+        metavar="N",
+        help="retransmissions of one flight before giving up (default 6)",
+    )
+    if server:
+        group.add_argument(
+            "--no-cookie",
+            action="store_true",
+            default=None,
+            help="skip the stateless cookie exchange (RFC 9147 §5.1; saves a round trip)",
+        )
+
+
+def _check_dtls_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if getattr(args, "transport", "tls") == "dtls":
+        return
+    for dest, option in _DTLS_ONLY.items():
+        if getattr(args, dest, None) is not None:
+            parser.error(f"{option} needs --dtls")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m protocol",
-        description="tls13: a pure-Python TLS 1.3 server, client and demo.",
+        description="tls13: a pure-Python TLS 1.3 / DTLS 1.3 server, client and demo.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    server = sub.add_parser("server", help="run a TLS 1.3 server (echo or www)")
+    server = sub.add_parser("server", help="run a TLS 1.3 or DTLS 1.3 server (echo or www)")
     server.add_argument("--listen", type=_listen_address, required=True, metavar="HOST:PORT")
     server.add_argument(
         "--cert", type=Path, required=True, metavar="PEM", help="certificate chain, leaf first"
@@ -655,7 +928,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="echo",
         help="echo data back (default), or answer an HTTP GET with a page",
     )
-    server.add_argument("--once", action="store_true", help="serve one connection, then exit")
+    server.add_argument(
+        "--once", action="store_true", help="serve one connection (DTLS: association), then exit"
+    )
     server.add_argument(
         "--hrr",
         action="store_true",
@@ -667,10 +942,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="send a KeyUpdate (update_requested) after the handshake",
     )
     _add_common_options(server)
-    _add_dtls_options(server)
+    _add_dtls_options(server, server=True)
     server.set_defaults(func=cmd_server)
 
-    client = sub.add_parser("client", help="connect to a TLS 1.3 server")
+    client = sub.add_parser("client", help="connect to a TLS 1.3 or DTLS 1.3 server")
     client.add_argument("address", type=_connect_address, metavar="HOST:PORT")
     client.add_argument(
         "--cafile", type=Path, metavar="PEM", help="trusted roots (default: the system store)"
@@ -733,7 +1008,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] == "make-certs":
         return cmd_make_certs(args_list[1:])
-    args = build_parser().parse_args(args_list)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    _check_dtls_options(parser, args)
     try:
         result: int = args.func(args)
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ from it starts without parsing anything.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,9 +18,18 @@ from handshake.certificates import TrustAnchors, load_pem_certificates, load_pri
 from handshake.cipher_suites import DEFAULT_CIPHER_SUITES, suite_by_name
 from handshake.config import Credential, HandshakeConfig, PeerVerification
 from handshake.groups import DEFAULT_GROUPS, GROUP_NAMES, SERVER_DEFAULT_GROUPS
+from handshake.psk import ExternalPsk, parse_psk_modes
 from handshake.signatures import DEFAULT_SIGNATURE_SCHEMES, SignatureScheme
+from handshake.tickets import (
+    DEFAULT_FRESHNESS_WINDOW,
+    DEFAULT_TICKET_COUNT,
+    DEFAULT_TICKET_LIFETIME,
+    TicketKeyRing,
+    TicketManager,
+)
 
 from .keylog import KeyLog, open_keylog
+from .sessions import SessionStore
 from .trace import TraceHook
 
 PathLike = str | Path
@@ -106,6 +115,9 @@ class _Common:
     retransmit_max: float = DEFAULT_RETRANSMIT_MAX
     max_retransmits: int = DEFAULT_MAX_RETRANSMITS
     cid_length: int | None = None  # DTLS Connection ID we ask the peer to use (0 = empty)
+    # RFC 8446 §4.2.9 PSK key exchange modes in preference order: "psk_dhe_ke" keeps forward
+    # secrecy; "psk_ke" (no (EC)DHE) must be opted into on both sides.
+    psk_modes: tuple[str | int, ...] = ("psk_dhe_ke",)
 
     _default_groups: ClassVar[tuple[int, ...]] = DEFAULT_GROUPS
 
@@ -120,6 +132,7 @@ class _Common:
             or tuple(DEFAULT_SIGNATURE_SCHEMES),
             "alpn": tuple(p.encode() for p in self.alpn),
             "record_size_limit": self.record_size_limit,
+            "psk_modes": parse_psk_modes(self.psk_modes),
         }
 
     def open_keylog(self) -> KeyLog | None:
@@ -141,6 +154,11 @@ class ClientConfig(_Common):
     compatibility_mode: bool = True
     # Turns off every certificate check. Only for tests against throwaway peers.
     dangerously_skip_certificate_verification: bool = False
+    # Resumption (RFC 8446 §2.2): connections take a session for (server_name, port) from
+    # here and put the tickets they receive back.
+    session_store: SessionStore | None = None
+    # A PSK provisioned out of band, offered in every ClientHello (after a ticket, if any).
+    external_psk: ExternalPsk | None = None
     _tls: HandshakeConfig = field(init=False, repr=False, compare=False)
     _dtls: HandshakeConfig = field(init=False, repr=False, compare=False)
 
@@ -164,6 +182,7 @@ class ClientConfig(_Common):
                 server_name=self.server_name,
                 key_share_groups=self.key_share_groups,
                 compatibility_mode=self.compatibility_mode and not dtls,
+                external_psk=self.external_psk,
             )
             object.__setattr__(self, name, hs)
 
@@ -173,7 +192,15 @@ class ClientConfig(_Common):
 
 @dataclass(frozen=True)
 class ServerConfig(_Common):
-    """A server's settings: its certificate chain and key, and client authentication."""
+    """A server's settings: its certificate chain and key, client authentication, tickets,
+    PSKs and 0-RTT.
+
+    Tickets (RFC 8446 §4.6.1) are sealed under ``ticket_keys`` (a fresh random key ring per
+    config when None; share one ring between servers, and rotate it, to resume across them).
+    ``max_early_data`` > 0 advertises and accepts 0-RTT data of up to that many bytes per
+    connection; early data may be replayed (RFC 8446 §8), the server limits that with
+    ``single_use_tickets`` and a ClientHello recording within ``early_data_window`` seconds.
+    """
 
     certfile: PathLike | None = None
     keyfile: PathLike | None = None
@@ -189,8 +216,18 @@ class ServerConfig(_Common):
     # default), and its secret (random per server when None).
     dtls_cookie: bool = True
     cookie_secret: bytes | None = None
+    tickets: int = DEFAULT_TICKET_COUNT  # NewSessionTickets after each handshake
+    ticket_lifetime: int = DEFAULT_TICKET_LIFETIME  # seconds, at most 7 days
+    ticket_keys: TicketKeyRing | None = None
+    single_use_tickets: bool = False
+    max_early_data: int = 0
+    early_data_window: float = DEFAULT_FRESHNESS_WINDOW
+    # identity -> key, for certificate-less deployments (RFC 8446 §2.2)
+    external_psks: Mapping[bytes | str, ExternalPsk] = field(default_factory=dict)
+    psk_only: bool = False  # refuse handshakes without an acceptable PSK
     _tls: HandshakeConfig = field(init=False, repr=False, compare=False)
     _dtls: HandshakeConfig = field(init=False, repr=False, compare=False)
+    _tickets: TicketManager | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         credentials = list(self.credentials)
@@ -198,8 +235,25 @@ class ServerConfig(_Common):
             if self.keyfile is None:
                 raise ValueError("certfile needs keyfile")
             credentials.insert(0, _credential(self.certfile, self.keyfile))
-        if not credentials:
-            raise ValueError("a server needs certfile/keyfile or credentials")
+        external: list[ExternalPsk] = []
+        for identity, psk in self.external_psks.items():
+            raw = identity.encode() if isinstance(identity, str) else bytes(identity)
+            if raw != psk.identity:
+                raise ValueError(f"external_psks key {identity!r} is not its PSK's identity")
+            external.append(psk)
+        if not credentials and not external:
+            raise ValueError("a server needs certfile/keyfile, credentials or external_psks")
+        manager = None
+        if self.tickets > 0 or self.ticket_keys is not None:
+            manager = TicketManager(
+                self.ticket_keys,
+                count=self.tickets,
+                lifetime=self.ticket_lifetime,
+                max_early_data=self.max_early_data,
+                single_use=self.single_use_tickets,
+                freshness_window=self.early_data_window,
+            )
+        object.__setattr__(self, "_tickets", manager)
         anchors = _anchors(self.cafile, self.ca_certificates)
         if self.verify_client and anchors is None:
             raise ValueError("verify_client needs cafile or ca_certificates")
@@ -217,8 +271,16 @@ class ServerConfig(_Common):
                 request_client_certificate=self.request_client_certificate,
                 always_hello_retry=self.always_hello_retry,
                 tls_cookie=self.tls_cookie,
+                tickets=manager,
+                external_psks=tuple(external),
+                psk_only=self.psk_only,
             )
             object.__setattr__(self, name, hs)
 
     def handshake_config(self, dtls: bool) -> HandshakeConfig:
         return self._dtls if dtls else self._tls
+
+    @property
+    def ticket_manager(self) -> TicketManager | None:
+        """The shared ticket state (key ring, anti-replay memory) of this configuration."""
+        return self._tickets

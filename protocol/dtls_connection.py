@@ -20,16 +20,19 @@ from typing import Literal
 from handshake.actions import (
     Action,
     ConnectionIdNegotiated,
+    EarlyDataDecision,
     HandshakeFinished,
     InstallKeys,
     KeyUpdateReceived,
     LogSecret,
     NegotiatedParameters,
+    NewSession,
     SendChangeCipherSpec,
     SendMessage,
 )
 from handshake.alerts import AlertDescription, AlertLevel, HandshakeError
 from handshake.client import ClientHandshake
+from handshake.psk import Session
 from handshake.server import RetryParameters, ServerHandshake
 from records.aead import RecordCipher
 from records.content_types import ContentType
@@ -48,10 +51,13 @@ from .events import (
     ApplicationData,
     ConnectionClosed,
     ConnectionFailed,
+    EarlyDataReceived,
     Event,
     KeyUpdated,
+    SessionTicketReceived,
 )
 from .negotiated import handshake_complete_event
+from .tls_connection import DEFAULT_PORT, resolve_session
 from .trace import TraceEvent, content_type_name, handshake_name
 
 State = Literal["handshaking", "connected", "closed", "failed"]
@@ -120,6 +126,8 @@ class DTLSConnection:
         self._now = 0.0  # the latest time the driver told us
         self._own_cid: bytes | None = None  # the CID we ask the peer to use (RFC 9146)
         self.address_validated = True
+        # RFC 8446 §4.2.10: bytes of accepted 0-RTT (epoch 1) data the server may still read.
+        self._early_budget: int | None = None
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -323,6 +331,12 @@ class DTLSConnection:
             self._install(keys)  # §8: the KeyUpdate arrived, switch our sending keys
 
     def _handle_application(self, record: DTLSRecord) -> None:
+        if record.epoch == 1:
+            self._handle_early_data(record.payload)
+            return
+        if record.epoch >= 3 and 1 in self._layer.read_epochs:
+            # RFC 9147 §5.6: epoch 1 is not accepted indefinitely once epoch 3 data flows.
+            self._layer.drop_read_epoch(1)
         if not self._peer_finished:
             # §5.8.1: data of epoch 3 may overtake the peer's Finished; hold a little.
             if len(self._held_application) < MAX_EARLY_APPLICATION_RECORDS:
@@ -330,6 +344,19 @@ class DTLSConnection:
             return
         self.bytes_received += len(record.payload)
         self._events.append(ApplicationData(record.payload))
+
+    def _handle_early_data(self, payload: bytes) -> None:
+        budget = self._early_budget
+        if self.is_client or budget is None:
+            return  # invalid record (§4.5.2)
+        if len(payload) > budget:
+            # RFC 8446 §4.2.10: more 0-RTT data than max_early_data_size.
+            raise HandshakeError(
+                AlertDescription.unexpected_message, "early data exceeds max_early_data_size"
+            )
+        self._early_budget = budget - len(payload)
+        self.bytes_received += len(payload)
+        self._events.append(EarlyDataReceived(payload))
 
     def _handle_alert(self, record: DTLSRecord) -> None:
         payload = record.payload
@@ -393,6 +420,13 @@ class DTLSConnection:
                 )
             elif isinstance(action, SendChangeCipherSpec):
                 pass  # RFC 9147 §5: never in DTLS (the handshake does not ask for it)
+            elif isinstance(action, EarlyDataDecision):
+                if not self.is_client and action.accepted:
+                    self._early_budget = action.max_size
+                # Rejected 0-RTT records have an epoch we hold no keys for: they are
+                # dropped as invalid records (RFC 9147 §4.5.2), nothing to skip explicitly.
+            elif isinstance(action, NewSession):
+                self._on_new_session(action.session)
         if self._new_flight is not None:
             self._send_flight(self._now if now is None else now)
 
@@ -444,6 +478,9 @@ class DTLSConnection:
             self._layer.install_write_epoch(epoch_cipher)
         if self._keylog is not None and action.log_label:
             self._keylog(action.log_label, self._hs.client_random, action.secret)
+
+    def _on_new_session(self, session: Session) -> None:
+        self._events.append(SessionTicketReceived(session))
 
     def _use_peer_cid(self, peer_cid: bytes) -> None:
         # RFC 9146: both sides offered the extension; an empty CID means "send none".
@@ -615,25 +652,83 @@ class DTLSClientConnection(DTLSConnection):
 
     is_client = True
 
-    def __init__(self, config: ClientConfig, *, server_name: str | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        server_name: str | None = None,
+        session: Session | None = None,
+        port: int = DEFAULT_PORT,
+    ) -> None:
         hs_config = config.handshake_config(dtls=True)
         if server_name is not None:
             hs_config = replace(hs_config, server_name=server_name)
+        self.port = port
+        session = resolve_session(config, hs_config.server_name, session, port)
         own_cid = b"" if config.cid_length is None else os.urandom(config.cid_length)
-        hs_config = replace(hs_config, connection_id=own_cid)
+        hs_config = replace(hs_config, connection_id=own_cid, session=session)
         super().__init__(ClientHandshake(hs_config), config)
         self._client_hs: ClientHandshake = self._hs  # type: ignore[assignment]
         self._own_cid = own_cid
         self._started = False
+        self._early_buffer: list[bytes] = []
+        self._early_sent = 0
 
     def start(self, now: float) -> None:
         if self._started:
             return
         self._started = True
+        hs = self._client_hs
         try:
-            self._apply(self._client_hs.start(now), now)
+            self._apply(hs.start(now, early_data=bool(self._early_buffer)), now)
         except HandshakeError as exc:
             self._fail(exc.alert, exc.reason)
+            return
+        buffered, self._early_buffer = self._early_buffer, []
+        if hs.early_data_offered:
+            for data in buffered:
+                self._emit_early(data)
+
+    def send_early_data(self, data: bytes, now: float | None = None) -> None:
+        """Queue 0-RTT data, sent in epoch 1 (RFC 9147 §5.6, RFC 8446 §4.2.10).
+
+        As for TLS: only with a session whose ticket allows it, up to its max_early_data,
+        before the handshake completes; may be replayed (RFC 8446 §8), and, being datagrams,
+        may be lost: it is never retransmitted. A server doing the stateless cookie exchange
+        answers with HelloRetryRequest, which rejects early data (RFC 8446 §4.2.10).
+        """
+        if self._state != "handshaking" or self._close_sent:
+            raise ConnectionStateError("early data only before the handshake completes")
+        hs = self._client_hs
+        if self._started and (not hs.early_data_offered or hs.early_data_status == "rejected"):
+            raise ConnectionStateError("early data was not offered or was rejected")
+        limit = hs.early_data_limit(self._now if now is None else now)
+        if limit == 0:
+            raise ConnectionStateError("no session that allows early data")
+        if self._early_sent + len(data) > limit:
+            raise ConnectionStateError(f"early data is limited to {limit} bytes by the ticket")
+        self._early_sent += len(data)
+        if self._started:
+            self._emit_early(bytes(data))
+        else:
+            self._early_buffer.append(bytes(data))
+
+    def _emit_early(self, data: bytes) -> None:
+        step = min(
+            self._layer.write_limit - 1, self._payload_limit - self._layer.record_overhead(1)
+        )
+        view = memoryview(data)
+        for start in range(0, len(data), step):
+            piece = bytes(view[start : start + step])
+            _, record = self._layer.encode_record(ContentType.application_data, piece, epoch=1)
+            self._out.append(record)
+
+    def _on_new_session(self, session: Session) -> None:
+        store = self._config.session_store  # type: ignore[union-attr]
+        name = self._client_hs.config.server_name
+        if store is not None and name:
+            store.add(name, self.port, session)
+        super()._on_new_session(session)
 
 
 class DTLSServerConnection(DTLSConnection):

@@ -8,6 +8,7 @@ from typing import Literal
 from cryptography import x509
 
 from handshake.alerts import AlertDescription
+from handshake.psk import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,26 @@ class ConnectionFailed:
     by_peer: bool
 
 
+@dataclass(frozen=True, slots=True)
+class EarlyDataReceived:
+    """0-RTT application data the server accepted (RFC 8446 §2.3, §4.2.10).
+
+    Early data is not protected against replay the way 1-RTT data is (§8, §E.5): the server
+    limits replays (single-use tickets, ClientHello recording within a freshness window), but
+    an application must only act on early data that is safe to repeat.
+    """
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTicketReceived:
+    """The server sent a NewSessionTicket (RFC 8446 §4.6.1): ``session`` can resume a later
+    connection (``session=`` or a config's ``session_store``, which already has it)."""
+
+    session: Session
+
+
 Event = (
     HandshakeComplete
     | ApplicationData
@@ -78,4 +99,6 @@ Event = (
     | AlertReceived
     | ConnectionClosed
     | ConnectionFailed
+    | EarlyDataReceived
+    | SessionTicketReceived
 )

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import replace
 from typing import Literal
 
 from handshake.actions import (
     Action,
+    EarlyDataDecision,
     HandshakeFinished,
     InstallKeys,
     KeyUpdateReceived,
     LogSecret,
     NegotiatedParameters,
+    NewSession,
     SendChangeCipherSpec,
     SendMessage,
 )
 from handshake.alerts import AlertDescription, AlertLevel, HandshakeError
 from handshake.client import ClientHandshake
+from handshake.psk import Session
 from handshake.server import ServerHandshake
 from records.aead import RecordCipher
 from records.content_types import ContentType
@@ -36,9 +40,11 @@ from .events import (
     ApplicationData,
     ConnectionClosed,
     ConnectionFailed,
+    EarlyDataReceived,
     Event,
     HandshakeComplete,
     KeyUpdated,
+    SessionTicketReceived,
 )
 from .negotiated import handshake_complete_event
 from .trace import TraceEvent, content_type_name, handshake_name
@@ -46,9 +52,8 @@ from .trace import TraceEvent, content_type_name, handshake_name
 # A handshake message larger than this is refused (a certificate chain fits many times over).
 MAX_HANDSHAKE_MESSAGE = 256 * 1024
 
-# 0-RTT bytes a server skips when it declines early data it issued no ticket for
-# (RFC 8446 §4.2.10 bounds the skipping by max_early_data_size).
-MAX_SKIPPED_EARLY_DATA = 2**14
+# Session stores are keyed by (server name, port); TLS's usual port when none is given.
+DEFAULT_PORT = 443
 
 TLS12_LEGACY_RECORD_VERSION = 0x0303
 TLS10_RECORD_VERSION = 0x0301
@@ -117,6 +122,8 @@ class TLSConnection:
         # RFC 8446 §5.1: only a client's initial ClientHello may carry 0x0301.
         self._initial_hello_pending = self.is_client
         self._peer_finished = False
+        # RFC 8446 §4.2.10: bytes of accepted 0-RTT data the server may still read.
+        self._early_budget: int | None = None
         self.parameters: NegotiatedParameters | None = None
         self.bytes_sent = 0  # application bytes
         self.bytes_received = 0
@@ -230,6 +237,8 @@ class TLSConnection:
             )
         if content_type == ContentType.handshake:
             self._handle_handshake_bytes(payload, now)
+        elif content_type == ContentType.application_data and self._read_epoch == 1:
+            self._handle_early_data(payload)
         elif content_type == ContentType.application_data:
             if self._read_epoch < 3 or not self._peer_finished_or_client():
                 raise HandshakeError(
@@ -249,6 +258,19 @@ class TLSConnection:
             raise HandshakeError(
                 AlertDescription.unexpected_message, f"unexpected record type {content_type}"
             )
+
+    def _handle_early_data(self, payload: bytes) -> None:
+        budget = self._early_budget
+        if self.is_client or budget is None:
+            raise HandshakeError(AlertDescription.unexpected_message, "unexpected early data")
+        if len(payload) > budget:
+            # RFC 8446 §4.2.10: more 0-RTT data than max_early_data_size.
+            raise HandshakeError(
+                AlertDescription.unexpected_message, "early data exceeds max_early_data_size"
+            )
+        self._early_budget = budget - len(payload)
+        self.bytes_received += len(payload)
+        self._events.append(EarlyDataReceived(payload))
 
     def _peer_finished_or_client(self) -> bool:
         # A client reads application data once the server's Finished installed the keys; a
@@ -275,9 +297,6 @@ class TLSConnection:
             if message[0] == 1:
                 self._seen_client_hello = True
             self._apply(self._hs.handle(message, now))
-            if message[0] == 1 and not self.is_client and self._hs.early_data_offered:
-                # RFC 8446 §4.2.10: 0-RTT we do not accept is skipped, up to a bound.
-                self._records.set_early_data_skip(MAX_SKIPPED_EARLY_DATA)
 
     def _handle_alert(self, payload: bytes) -> None:
         # RFC 8446 §6: an alert record carries exactly one two-byte alert.
@@ -321,6 +340,12 @@ class TLSConnection:
     def _apply(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, SendMessage):
+                if action.epoch == 0 and self._write_epoch == 1:
+                    # A ClientHello after HelloRetryRequest goes in the clear again, not
+                    # under the 0-RTT keys (RFC 8446 §4.1.2, §4.2.10).
+                    self._flush_handshake()
+                    self._records.set_write_cipher(None)
+                    self._write_epoch = 0
                 self._queue_handshake(action.data)
             elif isinstance(action, InstallKeys):
                 self._install(action)
@@ -336,6 +361,22 @@ class TLSConnection:
                 self._events.append(
                     KeyUpdated("receive", action.update_requested, self._read_epoch)
                 )
+            elif isinstance(action, EarlyDataDecision):
+                self._on_early_data_decision(action)
+            elif isinstance(action, NewSession):
+                self._on_new_session(action.session)
+
+    def _on_early_data_decision(self, decision: EarlyDataDecision) -> None:
+        if self.is_client:
+            return  # the client connection reads the handshake's early_data_status
+        if decision.accepted:
+            self._early_budget = decision.max_size
+        else:
+            # RFC 8446 §4.2.10: skip 0-RTT records we cannot (or will not) read, up to a bound.
+            self._records.set_early_data_skip(decision.max_size)
+
+    def _on_new_session(self, session: Session) -> None:
+        self._events.append(SessionTicketReceived(session))
 
     def _queue_handshake(self, message: bytes) -> None:
         if self._trace is not None:
@@ -462,29 +503,101 @@ class TLSConnection:
         return events
 
 
+def resolve_session(
+    config: ClientConfig, server_name: str | None, session: Session | None, port: int
+) -> Session | None:
+    """The session a new client connection offers: the one given, else one taken from the
+    configured store for (server name, port)."""
+    if session is not None or config.session_store is None or not server_name:
+        return session
+    return config.session_store.take(server_name, port)
+
+
 class TLSClientConnection(TLSConnection):
-    """A TLS 1.3 client. Call ``start()`` (or ``data_to_send()``) to get the ClientHello."""
+    """A TLS 1.3 client. Call ``start()`` (or ``data_to_send()``) to get the ClientHello.
+
+    Resumption: pass ``session=`` (from a ``SessionTicketReceived`` event) or configure a
+    ``session_store`` (keyed by server name and ``port``). 0-RTT: ``send_early_data`` before
+    ``start`` (see its caveats).
+    """
 
     is_client = True
 
-    def __init__(self, config: ClientConfig, *, server_name: str | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        server_name: str | None = None,
+        session: Session | None = None,
+        port: int = DEFAULT_PORT,
+    ) -> None:
         hs_config = config.handshake_config(dtls=False)
         if server_name is not None and server_name != hs_config.server_name:
-            from dataclasses import replace
-
             hs_config = replace(hs_config, server_name=server_name)
+        self.port = port
+        session = resolve_session(config, hs_config.server_name, session, port)
+        if session is not None:
+            hs_config = replace(hs_config, session=session)
         super().__init__(ClientHandshake(hs_config), config)
         self._client_hs: ClientHandshake = self._hs  # type: ignore[assignment]
         self._started = False
+        self._early_buffer: list[bytes] = []
+        self._early_sent = 0
 
     def start(self, now: float | None = None) -> None:
         if self._started:
             return
         self._started = True
+        hs = self._client_hs
         try:
-            self._apply(self._client_hs.start(time.time() if now is None else now))
+            self._apply(
+                hs.start(time.time() if now is None else now, early_data=bool(self._early_buffer))
+            )
         except HandshakeError as exc:
             self._fail(exc.alert, exc.reason)
+            return
+        buffered, self._early_buffer = self._early_buffer, []
+        if hs.early_data_offered:
+            for data in buffered:
+                self._emit_record(ContentType.application_data, data)
+
+    def send_early_data(self, data: bytes, now: float | None = None) -> None:
+        """Queue 0-RTT application data (RFC 8446 §2.3, §4.2.10).
+
+        Possible only when resuming a session whose ticket allows early data, and only up to
+        its ``max_early_data``; call before ``start()`` (or before the server's answer).
+        ``HandshakeComplete.early_data`` then says whether the server took it: on
+        "rejected" nothing is resent automatically, the application decides. Early data
+        is not replay-protected like 1-RTT data (RFC 8446 §8, §E.5): send only requests that
+        are safe to repeat.
+        """
+        if self._state != "handshaking" or self._close_sent:
+            raise ConnectionStateError("early data only before the handshake completes")
+        hs = self._client_hs
+        if self._started:
+            if not hs.early_data_offered or hs.early_data_status == "rejected":
+                raise ConnectionStateError("early data was not offered or was rejected")
+            if self._write_epoch != 1:
+                raise ConnectionStateError("the early data phase is over")
+        limit = hs.early_data_limit(time.time() if now is None else now)
+        if limit == 0:
+            raise ConnectionStateError("no session that allows early data")
+        if self._early_sent + len(data) > limit:
+            raise ConnectionStateError(f"early data is limited to {limit} bytes by the ticket")
+        self._early_sent += len(data)
+        if not data:
+            return
+        if self._started:
+            self._emit_record(ContentType.application_data, bytes(data))
+        else:
+            self._early_buffer.append(bytes(data))
+
+    def _on_new_session(self, session: Session) -> None:
+        store = self._config.session_store  # type: ignore[union-attr]
+        name = self._client_hs.config.server_name
+        if store is not None and name:
+            store.add(name, self.port, session)
+        super()._on_new_session(session)
 
     def data_to_send(self) -> bytes:
         if not self._started:
