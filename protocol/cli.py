@@ -810,7 +810,7 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="append every record and handshake message as JSON lines",
     )
-    # TLS unless _add_dtls_options()' --dtls sets transport="dtls".
+    # TLS unless --dtls (from _add_dtls_options) sets transport="dtls".
     p.set_defaults(transport="tls", trace_hook=None)
 
 

@@ -47,6 +47,10 @@ class Flight:
     retransmissions: int = 0
     # Keys to switch to once acknowledged (§8: a KeyUpdate's new sending keys wait for it).
     on_ack: InstallKeys | None = None
+    # The peer's next flight has begun to arrive: that acknowledges this one (§7), but its
+    # timer keeps running until the peer's flight is complete, so a partial answer cannot
+    # leave us waiting forever (§5.8.1); the peer's own retransmissions no longer prompt ours.
+    answered: bool = False
 
     def pending(self) -> list[int]:
         return [i for i, f in enumerate(self.fragments) if not f.acked]

@@ -144,7 +144,7 @@ class DTLSStream:
         self._driver = driver
         self.address = address  # the peer (for a server session: follows a CID move)
         self._messages: collections.deque[bytes] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
         self._eof = False
         self._error: BaseException | None = None
         self._handshake: asyncio.Future[HandshakeComplete] = driver.loop.create_future()
@@ -197,11 +197,12 @@ class DTLSStream:
             if self._eof:
                 return b""
             waiter = self._driver.loop.create_future()
-            self._waiter = waiter
+            self._waiters.append(waiter)
             try:
                 await waiter
             finally:
-                self._waiter = None
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
         return self._messages.popleft()
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:
@@ -295,9 +296,9 @@ class DTLSStream:
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -104,8 +104,7 @@ def enlarge_buffers(sock: socket.socket) -> None:
 def answers_key_update(connection: DTLSConnection | None) -> bool:
     """Whether a peer's KeyUpdate with update_requested, arriving now, is answered with a
     KeyUpdate of ours (RFC 8446 §4.6.3): not while our own awaits its ACK (RFC 9147 §8)."""
-    # DTLSConnection has no public accessor for this yet (see the transport notes).
-    return connection is None or not connection._key_update_outstanding()
+    return connection is None or not connection.key_update_pending
 
 
 class _Counters:

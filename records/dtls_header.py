@@ -29,6 +29,7 @@ __all__ = [
     "PlaintextRecord",
     "encode_plaintext",
     "encode_unified_header",
+    "next_record",
     "parse_datagram",
     "unified_header_length",
 ]
@@ -165,65 +166,70 @@ def parse_datagram(datagram: bytes | memoryview, cid_length: int = 0) -> Datagra
     records it receives that contain a CID", §9).
     """
     view = memoryview(datagram)
-    end = len(view)
-    pos = 0
+    pos: int | None = 0
     records: list[PlaintextRecord | CiphertextRecord] = []
     discarded: list[str] = []
-    while pos < end:
-        first = view[pos]
-        if first in PLAINTEXT_CONTENT_TYPES:
-            if end - pos < PLAINTEXT_HEADER_LENGTH:
-                discarded.append("truncated DTLSPlaintext header")
-                break
-            ctype, version, epoch, seq_hi, seq_lo, length = _PLAINTEXT.unpack_from(view, pos)
-            start = pos + PLAINTEXT_HEADER_LENGTH
-            if length > end - start:
-                discarded.append("DTLSPlaintext length exceeds the datagram")
-                break
-            pos = start + length
-            if epoch != 0:
-                # §4: "uint16 epoch = 0"; protected records never use this header in 1.3.
-                discarded.append("DTLSPlaintext with non-zero epoch")
-            elif length > MAX_PLAINTEXT_LENGTH:
-                discarded.append("DTLSPlaintext fragment longer than 2^14")
-            else:
-                seq = (seq_hi << 32) | seq_lo
-                records.append(PlaintextRecord(ctype, epoch, seq, bytes(view[start:pos]), version))
-            continue
-        if first & _FIXED_MASK != CIPHERTEXT_FIXED_BITS:
-            # §4.1: neither plaintext nor 001xxxxx: rejected like a deprotection failure;
-            # without a length we cannot find the next record.
-            discarded.append(f"cannot demultiplex first byte {first:#04x}")
-            break
-        cid: bytes | None = None
-        header_len = 1
-        if first & FLAG_CID:
-            if cid_length == 0:
-                discarded.append("record carries a CID but none was negotiated")
-                break
-            header_len += cid_length
-        header_len += 2 if first & FLAG_SEQ16 else 1
-        if first & FLAG_LENGTH:
-            header_len += 2
-        if end - pos < header_len:
-            discarded.append("truncated unified header")
-            break
-        if first & FLAG_CID:
-            cid = bytes(view[pos + 1 : pos + 1 + cid_length])
-        start = pos + header_len
-        if first & FLAG_LENGTH:
-            (length,) = _U16.unpack_from(view, start - 2)
-            if length > end - start:
-                discarded.append("DTLSCiphertext length exceeds the datagram")
-                break
-        else:
-            length = end - start  # §4: no length field -> the rest of the datagram
-        header = bytes(view[pos:start])
-        pos = start + length
-        if length < MIN_ENCRYPTED_LENGTH:
-            discarded.append("encrypted record shorter than 16 bytes")  # §4.2.3
-        elif length > MAX_CIPHERTEXT_LENGTH:
-            discarded.append("encrypted record longer than 2^14 + 256")
-        else:
-            records.append(CiphertextRecord(header, cid, bytes(view[start:pos])))
+    while pos is not None and pos < len(view):
+        pos, record, reason = next_record(view, pos, cid_length)
+        if record is not None:
+            records.append(record)
+        if reason is not None:
+            discarded.append(reason)
     return DatagramRecords(records, discarded)
+
+
+def next_record(
+    view: memoryview, pos: int, cid_length: int
+) -> tuple[int | None, PlaintextRecord | CiphertextRecord | None, str | None]:
+    """The record starting at ``pos``: (where the next one starts, or None when the rest of
+    the datagram cannot be delimited; the record, or None; why it was discarded, or None).
+    One record at a time, so a receiver can take each record's effect (new keys, a CID)
+    into account before it looks at the next one (see ``parse_datagram``)."""
+    end = len(view)
+    first = view[pos]
+    if first in PLAINTEXT_CONTENT_TYPES:
+        if end - pos < PLAINTEXT_HEADER_LENGTH:
+            return None, None, "truncated DTLSPlaintext header"
+        ctype, version, epoch, seq_hi, seq_lo, length = _PLAINTEXT.unpack_from(view, pos)
+        start = pos + PLAINTEXT_HEADER_LENGTH
+        if length > end - start:
+            return None, None, "DTLSPlaintext length exceeds the datagram"
+        stop = start + length
+        if epoch != 0:
+            # §4: "uint16 epoch = 0"; protected records never use this header in 1.3.
+            return stop, None, "DTLSPlaintext with non-zero epoch"
+        if length > MAX_PLAINTEXT_LENGTH:
+            return stop, None, "DTLSPlaintext fragment longer than 2^14"
+        seq = (seq_hi << 32) | seq_lo
+        return stop, PlaintextRecord(ctype, epoch, seq, bytes(view[start:stop]), version), None
+    if first & _FIXED_MASK != CIPHERTEXT_FIXED_BITS:
+        # §4.1: neither plaintext nor 001xxxxx: rejected like a deprotection failure;
+        # without a length we cannot find the next record.
+        return None, None, f"cannot demultiplex first byte {first:#04x}"
+    cid: bytes | None = None
+    header_len = 1
+    if first & FLAG_CID:
+        if cid_length == 0:
+            return None, None, "record carries a CID but none was negotiated"
+        header_len += cid_length
+    header_len += 2 if first & FLAG_SEQ16 else 1
+    if first & FLAG_LENGTH:
+        header_len += 2
+    if end - pos < header_len:
+        return None, None, "truncated unified header"
+    if first & FLAG_CID:
+        cid = bytes(view[pos + 1 : pos + 1 + cid_length])
+    start = pos + header_len
+    if first & FLAG_LENGTH:
+        (length,) = _U16.unpack_from(view, start - 2)
+        if length > end - start:
+            return None, None, "DTLSCiphertext length exceeds the datagram"
+    else:
+        length = end - start  # §4: no length field -> the rest of the datagram
+    header = bytes(view[pos:start])
+    stop = start + length
+    if length < MIN_ENCRYPTED_LENGTH:
+        return stop, None, "encrypted record shorter than 16 bytes"  # §4.2.3
+    if length > MAX_CIPHERTEXT_LENGTH:
+        return stop, None, "encrypted record longer than 2^14 + 256"
+    return stop, CiphertextRecord(header, cid, bytes(view[start:stop])), None

@@ -16,7 +16,7 @@ Several write epochs may be live because retransmissions "MUST" reuse the origin
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -29,7 +29,7 @@ from records.dtls_header import (
     PLAINTEXT_HEADER_LENGTH,
     CiphertextRecord,
     encode_plaintext,
-    parse_datagram,
+    next_record,
 )
 from records.errors import (
     BAD_RECORD_MAC,
@@ -245,18 +245,30 @@ class DTLSRecordLayer:
 
     def decode_datagram(self, datagram: bytes | memoryview) -> list[DTLSRecord]:
         """All valid records of one datagram, in order; see the module docstring."""
+        return list(self.iter_datagram(datagram))
+
+    def iter_datagram(self, datagram: bytes | memoryview) -> Iterator[DTLSRecord]:
+        """Like ``decode_datagram``, but each record is parsed and deprotected only once the
+        previous one was consumed, so keys and CIDs it brings apply to the records after it
+        (a ServerHello and the first epoch-2 records share a datagram, RFC 9147 §4.3)."""
         stats = self.stats
         stats.datagrams += 1
-        parsed = parse_datagram(datagram, self._receive_cid_length)
-        out: list[DTLSRecord] = []
-        for record in parsed.records:
+        view = memoryview(datagram)
+        pos: int | None = 0
+        while pos is not None and pos < len(view):
+            pos, record, reason = next_record(view, pos, self._receive_cid_length)
+            if reason is not None:
+                stats.discard(reason)
+            if record is None:
+                continue
             if not isinstance(record, CiphertextRecord):
                 if self.accept_plaintext:
                     # Epoch 0 has no protection, so it gets no replay window: letting
                     # unauthenticated records move a window would let anyone make genuine
                     # records look replayed (§4.5.1 updates only after deprotection).
                     # The handshake layer drops duplicate messages by message_seq (§5).
-                    out.append(DTLSRecord(0, record.seq, record.content_type, record.fragment))
+                    stats.records += 1
+                    yield DTLSRecord(0, record.seq, record.content_type, record.fragment)
                 else:
                     stats.discard("plaintext record no longer accepted")
                 continue
@@ -267,17 +279,11 @@ class DTLSRecordLayer:
                     continue
                 # §4: a CID of another association -> discard the rest of the datagram.
                 stats.discard("unknown CID; rest of datagram dropped")
-                return self._delivered(out)
+                return
             result = self._unprotect(record)
             if result is not None:
-                out.append(result)
-        for reason in parsed.discarded:
-            stats.discard(reason)
-        return self._delivered(out)
-
-    def _delivered(self, out: list[DTLSRecord]) -> list[DTLSRecord]:
-        self.stats.records += len(out)
-        return out
+                stats.records += 1
+                yield result
 
     def _unprotect(self, record: CiphertextRecord) -> DTLSRecord | None:
         stats = self.stats

@@ -250,6 +250,20 @@ def test_blocking_client_asyncio_server_echo_key_update_close(pki: Pki) -> None:
     assert result["handshake"].cipher_suite == hs.cipher_suite
 
 
+def test_clean_loopback_handshake_needs_no_retransmission(pki: Pki) -> None:
+    handler = RecordingEcho()
+    with BlockingServerThread(pki.server(), handler) as server:
+        started = time.monotonic()
+        with connect("127.0.0.1", server.port, pki.client(), timeout=TIMEOUT) as dtls:
+            elapsed = time.monotonic() - started
+            dtls.send(b"ping")
+            assert dtls.recv() == b"ping"
+        session, _ = handler.ended.get(timeout=TIMEOUT)
+    assert dtls.connection.retransmissions == 0
+    assert session.connection.retransmissions == 0
+    assert elapsed < 0.9  # less than one retransmission timeout (1 s)
+
+
 def test_blocking_client_sees_server_close_notify(pki: Pki) -> None:
     async def greet_and_close(stream: DTLSStream, results: queue.Queue[dict[str, Any]]) -> None:
         await stream.send(b"bye")
