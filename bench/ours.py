@@ -24,11 +24,16 @@ def configs(
     pki: Pki, scenario: Scenario, *, server_extra: dict[str, object] | None = None, **common: object
 ) -> tuple[ClientConfig, ServerConfig]:
     """Verification on: the client checks chain and host name against the bench CA; with
-    ``mutual`` the server requires and verifies the client's chain against the same CA."""
+    ``mutual`` the server requires and verifies the client's chain against the same CA.
+    The server sends no session tickets."""
     groups = (scenario.group,)
     suites = (scenario.suite,)
     client_kw: dict[str, object] = {}
     server_kw: dict[str, object] = dict(server_extra or {})
+    if "tickets" in ServerConfig.__dataclass_fields__:
+        # Full handshakes only: no NewSessionTickets, as OpenSSL (num_tickets = 0) and
+        # tlslite-ng (ticketCount = 0) are configured.
+        server_kw.setdefault("tickets", 0)
     if scenario.mutual:
         client_kw = {"certfile": pki.client_cert, "keyfile": pki.client_key}
         server_kw.update(cafile=pki.ca, verify_client=True)

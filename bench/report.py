@@ -83,6 +83,10 @@ def _rate_table(rows: list[Row], out: TextIO) -> None:
             for k in ("ours/openssl", "ours/pyopenssl", "ours/tlslite")
         ]
         print(_line([_short(row), row.unit, *cells, *ratio_cells], widths), file=out)
+    for row in rows:
+        if "ratio_to_our_tls" in row.info:
+            ratio = row.info["ratio_to_our_tls"]
+            print(f"  {_short(row)}: {ratio:.2f}x our TLS (measured interleaved)", file=out)
 
 
 def _single_table(rows: list[Row], out: TextIO) -> None:

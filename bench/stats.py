@@ -84,23 +84,6 @@ class Plan:
         return max(quick_count, min(cap, wanted))
 
 
-def rate_figure(
-    plan: Plan,
-    run: Callable[[int], float],
-    *,
-    unit: str,
-    quick_count: int,
-    scale: float = 1.0,
-    cap: int = 1_000_000,
-) -> Figure:
-    """``run(n)`` does n operations and returns the seconds they took (it may exclude setup);
-    the figure is ``scale * n / seconds`` per repetition. One warm-up call (n=1) sizes n."""
-    warm = run(1)
-    n = plan.count(warm, quick_count=quick_count, cap=cap)
-    samples = tuple(scale * n / run(n) for _ in range(plan.reps))
-    return Figure(unit, samples, per_rep=n)
-
-
 def time_figure(
     plan: Plan,
     run: Callable[[int], float],
@@ -109,7 +92,8 @@ def time_figure(
     quick_count: int,
     cap: int = 1_000_000,
 ) -> Figure:
-    """Like :func:`rate_figure` but the figure is the time of one operation (µs)."""
+    """``run(n)`` does n operations and returns their seconds; the figure is µs per
+    operation. One warm-up call (n=1) sizes n."""
     warm = run(1)
     n = plan.count(warm, quick_count=quick_count, cap=cap)
     samples = tuple(1e6 * run(n) / n for _ in range(plan.reps))
@@ -140,7 +124,9 @@ class Job:
             self.samples.append(1e6 * seconds / self.count)
 
 
-def interleaved(plan: Plan, jobs: dict[str, Job], unit: str) -> tuple[dict[str, Figure], dict[str, str]]:
+def interleaved(
+    plan: Plan, jobs: dict[str, Job], unit: str
+) -> tuple[dict[str, Figure], dict[str, str]]:
     """Measure several implementations of one row turn by turn: repetition 1 of each, then
     repetition 2 of each, ... so that a slow spell of the machine hits them all alike.
     Returns the figures and, per implementation, the error that stopped it (if any)."""

@@ -25,7 +25,7 @@ from .fixtures import (
     Scenario,
 )
 from .runners import Runner, Unavailable
-from .stats import Figure, Plan, rate_figure, time_figure, value_figure
+from .stats import Figure, Job, Plan, clock, interleaved, time_figure, value_figure
 
 IMPLS = ("ours", "openssl", "pyopenssl", "tlslite")
 IMPL_TITLES = {
@@ -150,10 +150,15 @@ class Bench:
         self.rows[row.id] = row
         return row
 
-    def _measure(self, row: Row, impl: str, make: Callable[[], Runner], **kw: Any) -> None:
-        """Build the runner, check what it negotiated, measure; failures stay in the row."""
-        kind: Callable[..., Figure] = kw.pop("kind", rate_figure)
-        expect: tuple[int, int] | None = kw.pop("expect", None)
+    def _prepare(
+        self,
+        row: Row,
+        impl: str,
+        make: Callable[[], Runner],
+        expect: tuple[int, int] | None = None,
+    ) -> Runner | None:
+        """Build an implementation's runner and check what it negotiated on the wire; a
+        library that cannot do the row is listed as unavailable, a failure as an error."""
         try:
             runner = make()
             if expect is not None and runner.negotiated is not None:
@@ -163,39 +168,64 @@ class Bench:
                         f"negotiated {_describe_choice(runner.negotiated)}, "
                         f"expected {_describe_choice(expect)}"
                     )
-            figure = kind(self.plan, runner.run, unit=row.unit, **kw)
         except Unavailable as exc:
             row.unavailable[impl] = str(exc)
-            return
+            return None
         except Exception as exc:
             row.errors[impl] = f"{type(exc).__name__}: {exc}"
             self.progress(traceback.format_exc())
-            return
-        row.results[impl] = figure
+            return None
         row.notes.extend(f"{impl}: {note}" for note in runner.notes)
-        if runner.info:
-            row.info[impl] = dict(runner.info)
-        self.progress(f"  {row.id:34} {impl:10} {figure.median:12.1f} {row.unit}")
+        return runner
+
+    def _measure(self, row: Row, jobs: dict[str, Job], runners: dict[str, Runner]) -> None:
+        figures, errors = interleaved(self.plan, jobs, row.unit)
+        row.errors.update(errors)
+        for impl, figure in figures.items():
+            row.results[impl] = figure
+            self.progress(f"  {row.id:34} {impl:10} {figure.median:12.1f} {figure.unit}")
+        for impl, runner in runners.items():
+            if runner.info and impl in figures:
+                row.info[impl] = dict(runner.info)
 
     # -- rows -------------------------------------------------------------------------------
 
     def handshakes(self) -> None:
-        for row_id, (title, scenario) in HANDSHAKE_SCENARIOS.items():
-            if not self.wanted(row_id):
+        """Each handshake row and its crypto-floor row are measured together, interleaved:
+        the floor's repetition i runs next to each library's repetition i."""
+        for (row_id, (title, scenario)), floor_id in zip(
+            HANDSHAKE_SCENARIOS.items(), FLOOR_ROWS, strict=True
+        ):
+            if not (self.wanted(row_id) or self.wanted(floor_id)):
                 continue
             row = self.add(
                 Row(row_id, "handshake", f"TLS 1.3 full handshake, {title}", "hs/s", label=title)
             )
             expect = (SUITES[scenario.suite][1], GROUP_CODES[scenario.group])
+            runners: dict[str, Runner] = {}
+            jobs: dict[str, Job] = {}
             for impl, module in _HANDSHAKE_MODULES.items():
-                quick = 2 if impl == "tlslite" else 5
-                self._measure(
+                runner = self._prepare(
                     row,
                     impl,
                     functools.partial(module.handshake_runner, self.pki, scenario),
-                    quick_count=quick,
-                    expect=expect,
+                    expect,
                 )
+                if runner is not None:
+                    runners[impl] = runner
+                    jobs[impl] = Job(runner.run, quick_count=2 if impl == "tlslite" else 5)
+            floor_row = self.add(
+                Row(floor_id, "floor", f"crypto floor, {title}", "us/handshake", label=title)
+            )
+            floor = self._floor(floor_row, scenario)
+            if floor is not None:
+                jobs["floor"] = Job(floor.runner(floor.one), quick_count=5, per="time")
+            self._measure(row, jobs, runners)
+            floor_figure = row.results.pop("floor", None)
+            if "floor" in row.errors:
+                floor_row.errors["floor"] = row.errors.pop("floor")
+            if floor is not None and floor_figure is not None:
+                self._floor_overheads(floor_row, floor, floor_figure, row)
         self.add(
             Row(
                 "handshake.tls13.resumed",
@@ -208,25 +238,75 @@ class Bench:
             )
         )
 
+    def _floor(self, row: Row, scenario: Scenario) -> floor_mod.Floor | None:
+        try:
+            calls = floor_mod.count_symmetric_calls(self.pki, scenario)
+            floor = floor_mod.Floor(self.pki, scenario, calls)
+        except Exception as exc:
+            row.errors["floor"] = f"{type(exc).__name__}: {exc}"
+            return None
+        row.info["symmetric_calls_per_handshake"] = calls.summary()
+        return floor
+
+    def _floor_overheads(
+        self, row: Row, floor: floor_mod.Floor, floor_figure: Figure, handshakes: Row
+    ) -> None:
+        row.results["floor"] = Figure("us/handshake", floor_figure.samples, floor_figure.per_rep)
+        overheads: dict[str, Any] = {}
+        for impl in ("ours", "openssl", "pyopenssl"):
+            figure = handshakes.results.get(impl)
+            if figure is None:
+                continue
+            per_handshake = [1e6 / rate for rate in figure.samples]
+            row.results[impl] = value_figure("us/handshake", per_handshake)
+            # Repetition i of the library against repetition i of the floor (interleaved).
+            overhead = [
+                (t - f) / f for t, f in zip(per_handshake, floor_figure.samples, strict=True)
+            ]
+            overheads[impl] = value_figure("ratio", overhead).to_json()
+        row.info["overhead"] = overheads
+        components = {
+            name: time_figure(self.plan, floor.runner(fn), quick_count=5).to_json()
+            for name, fn in floor.components().items()
+        }
+        row.info["floor_components_us"] = components
+        row.notes.append(
+            "overhead = (time per handshake - floor) / floor, repetition by repetition "
+            "(measured interleaved); components timed separately"
+        )
+        self.progress(f"  {row.id:34} floor {floor_figure.median:10.1f} us")
+
+    def _reference(self, row: Row, reference: Figure | None, name: str) -> None:
+        """Our TLS figure measured interleaved with this DTLS row: the ratio compares runs
+        that saw the same machine."""
+        mine = row.results.get("ours")
+        if reference is None or mine is None:
+            return
+        row.info[name] = reference.to_json()
+        row.info["ratio_to_our_tls"] = mine.median / reference.median
+
     def dtls_handshakes(self) -> None:
-        tls = self.rows.get("handshake.tls13.x25519")
+        tls = functools.partial(ours.handshake_runner, self.pki, Scenario())
         for cookie in (True, False):
             row_id = f"handshake.dtls13.{'cookie' if cookie else 'no_cookie'}"
             if not self.wanted(row_id):
                 continue
             title = f"DTLS 1.3 full handshake, x25519, cookie exchange {'on' if cookie else 'off'}"
             row = self.add(Row(row_id, "dtls", title, "hs/s"))
-            self._measure(
-                row,
-                "ours",
-                functools.partial(ours.dtls_handshake_runner, self.pki, cookie=cookie),
-                quick_count=5,
+            runner = self._prepare(
+                row, "ours", functools.partial(ours.dtls_handshake_runner, self.pki, cookie=cookie)
             )
-            mine = row.results.get("ours")
-            if mine is not None and tls is not None and "ours" in tls.results:
-                row.info["ratio_to_our_tls"] = mine.median / tls.results["ours"].median
+            reference = self._prepare(row, "tls_reference", tls)
+            if runner is not None and reference is not None:
+                jobs = {
+                    "ours": Job(runner.run, quick_count=5),
+                    "tls_reference": Job(reference.run, quick_count=5),
+                }
+                self._measure(row, jobs, {"ours": runner})
+                self._reference(row, row.results.pop("tls_reference", None), "our_tls_x25519")
             row.notes.append(
-                "virtual clock: a retransmission timer that fires costs its CPU, not its wait"
+                "virtual clock: a retransmission timer that fires costs its CPU, not its wait; "
+                "ratio_to_our_tls against our TLS x25519 handshakes measured interleaved"
             )
         self.add(
             Row(
@@ -271,16 +351,19 @@ class Bench:
             row = self.add(Row(row_id, "bulk", title, unit, label=label))
             expect = (SUITES[suite][1], GROUP_CODES["x25519"])
             scale = size / 1e6 if unit == "MB/s" else 1.0
+            runners: dict[str, Runner] = {}
+            jobs: dict[str, Job] = {}
             for impl, module in _HANDSHAKE_MODULES.items():
-                slow = impl == "tlslite"
-                self._measure(
-                    row,
-                    impl,
-                    functools.partial(module.bulk_runner, self.pki, suite, size),
-                    quick_count=(1 if size > 64 else 20) if slow else (20 if size > 64 else 500),
-                    scale=scale,
-                    expect=expect,
+                runner = self._prepare(
+                    row, impl, functools.partial(module.bulk_runner, self.pki, suite, size), expect
                 )
+                if runner is None:
+                    continue
+                slow = impl == "tlslite"
+                quick = (1 if size > 64 else 20) if slow else (20 if size > 64 else 500)
+                runners[impl] = runner
+                jobs[impl] = Job(runner.run, quick_count=quick, scale=scale)
+            self._measure(row, jobs, runners)
             row.notes.append("MB = 10^6 bytes of application data; sender and receiver both run")
         if self.wanted("bulk.dtls13.aes128gcm.1200"):
             row = self.add(
@@ -292,57 +375,25 @@ class Bench:
                     label="DTLS 1,200 B datagrams AES-128-GCM",
                 )
             )
-            self._measure(
+            runner = self._prepare(
+                row, "ours", functools.partial(ours.dtls_bulk_runner, self.pki, 1200)
+            )
+            reference = self._prepare(
                 row,
-                "ours",
-                functools.partial(ours.dtls_bulk_runner, self.pki, 1200),
-                quick_count=5,
-                scale=16384 / 1e6,
+                "tls_reference",
+                functools.partial(ours.bulk_runner, self.pki, DEFAULT_SUITE, 16384),
             )
-            tls = self.rows.get("bulk.tls13.aes128gcm.16k")
-            if tls is not None and "ours" in tls.results and "ours" in row.results:
-                row.info["ratio_to_our_tls"] = (
-                    row.results["ours"].median / tls.results["ours"].median
-                )
-            row.notes.append("16 KiB sends cut into datagrams of at most 1,200 bytes")
-
-    def floors(self) -> None:
-        for row_id, handshake_row in FLOOR_ROWS.items():
-            if not self.wanted(row_id):
-                continue
-            title, scenario = HANDSHAKE_SCENARIOS[handshake_row]
-            row = self.add(
-                Row(row_id, "floor", f"crypto floor, {title}", "us/handshake", label=title)
-            )
-            try:
-                calls = floor_mod.count_symmetric_calls(self.pki, scenario)
-                floor = floor_mod.Floor(self.pki, scenario, calls)
-            except Exception as exc:
-                row.errors["floor"] = f"{type(exc).__name__}: {exc}"
-                continue
-            row.info["symmetric_calls_per_handshake"] = calls.summary()
-            row.results["floor"] = time_figure(self.plan, floor.runner(floor.one), quick_count=5)
-            components = {}
-            for name, fn in floor.components().items():
-                components[name] = time_figure(self.plan, floor.runner(fn), quick_count=5)
-            row.info["floor_components_us"] = {k: v.to_json() for k, v in components.items()}
-            floor_us = row.results["floor"].median
-            handshakes = self.rows.get(handshake_row)
-            overheads: dict[str, Any] = {}
-            for impl in ("ours", "openssl", "pyopenssl"):
-                figure = handshakes.results.get(impl) if handshakes else None
-                if figure is None:
-                    continue
-                per_handshake = [1e6 / rate for rate in figure.samples]
-                row.results[impl] = value_figure("us/handshake", per_handshake)
-                overhead = [(t - floor_us) / floor_us for t in per_handshake]
-                overheads[impl] = value_figure("ratio", overhead).to_json()
-            row.info["overhead"] = overheads
+            if runner is not None and reference is not None:
+                jobs = {
+                    "ours": Job(runner.run, quick_count=5, scale=16384 / 1e6),
+                    "tls_reference": Job(reference.run, quick_count=20, scale=16384 / 1e6),
+                }
+                self._measure(row, jobs, {"ours": runner})
+                self._reference(row, row.results.pop("tls_reference", None), "our_tls_16k")
             row.notes.append(
-                "overhead = (time per handshake - floor) / floor, each repetition against the "
-                "floor's median"
+                "16 KiB sends cut into datagrams of at most 1,200 bytes; ratio_to_our_tls "
+                "against our TLS 16 KiB records measured interleaved"
             )
-            self.progress(f"  {row_id:34} floor {floor_us:10.1f} us")
 
     def memory(self) -> None:
         count = 30 if self.plan.quick else 1000
@@ -383,11 +434,31 @@ class Bench:
             values = [memory.handshake_peak(self.pki) for _ in range(self.plan.reps)]
             row.results["ours"] = value_figure("bytes", values, per_rep=1)
 
+    def warm_up(self) -> None:
+        """Before the first figure: run every library's handshake and bulk paths for a while.
+        The first work of a process pays for heap growth (page faults count as its CPU time),
+        cold caches and lazy initialisation; without this the first row reads slow."""
+        seconds = 0.2 if self.plan.quick else 1.5
+        runners = []
+        for module in _HANDSHAKE_MODULES.values():
+            for make in (
+                functools.partial(module.handshake_runner, self.pki, Scenario()),
+                functools.partial(module.bulk_runner, self.pki, DEFAULT_SUITE, 16384),
+            ):
+                try:
+                    runners.append(make())
+                except Exception:  # reported by the row itself
+                    continue
+        deadline = clock() + seconds
+        while clock() < deadline:
+            for runner in runners:
+                runner.run(1)
+
     def run_all(self) -> None:
+        self.warm_up()
         self.handshakes()
         self.dtls_handshakes()
         self.bulk()
-        self.floors()
         self.memory()
         for row_id in ROW_IDS:
             if row_id not in self.rows:
