@@ -147,7 +147,8 @@ class DTLSConnection:
         self.datagrams_received += 1
         self._bytes_in += len(data)
         try:
-            for record in self._layer.decode_datagram(data):
+            # Lazily: a record's new keys (or CID) apply to the ones after it (§4.3).
+            for record in self._layer.iter_datagram(data):
                 if self._state in ("failed", "closed"):
                     break
                 self._handle_record(record, now)
@@ -180,6 +181,8 @@ class DTLSConnection:
 
     def next_timer(self) -> float | None:
         """When ``handle_timer`` must next be called (None: no timer running)."""
+        if self._state in ("failed", "closed"):
+            return None  # handle_timer does nothing any more
         deadlines = [f.deadline for f in self._live_flights() if f.deadline is not None]
         if self._ack_deadline is not None:
             deadlines.append(self._ack_deadline)
@@ -289,8 +292,10 @@ class DTLSConnection:
     def _on_message(self, message: bytes, now: float) -> None:
         flight = self._flight
         if flight is not None and not flight.needs_ack and not flight.complete:
-            # §7: a message of the peer's next flight acknowledges our previous one.
-            flight.finish()
+            # §7: a message of the peer's next flight acknowledges our previous one; the
+            # flight finishes when we send our next one or the handshake completes, and until
+            # then its timer stands in for the rest of the peer's flight (§5.8.1).
+            flight.answered = True
         if message[0] == 1 and not self.is_client:
             self.handshake_round_trips += 1
         keys = self._hs.application_keys
@@ -300,13 +305,24 @@ class DTLSConnection:
             keys.answer_update_requests = not self._key_update_outstanding()
         self._apply(self._hs.handle(message, now), now)
 
+    @property
+    def key_update_pending(self) -> bool:
+        """Our KeyUpdate awaits its ACK (RFC 9147 §8): ``key_update()`` would raise, and a
+        peer's update_requested is not answered with another one."""
+        return self._key_update_outstanding()
+
     def _key_update_outstanding(self) -> bool:
         return any(f.on_ack is not None for f in self._post_flights if not f.complete)
 
     def _peer_retransmitted(self, number: RecordNumber, now: float) -> None:
         """The peer resent something we already processed: it lost our answer (§5.8.1)."""
         flight = self._flight
-        if flight is not None and not flight.complete and flight.state is FlightState.WAITING:
+        if (
+            flight is not None
+            and not flight.complete
+            and not flight.answered
+            and flight.state is FlightState.WAITING
+        ):
             self._retransmit(flight, now, count=False)
             return
         if self.handshake_complete:
@@ -494,6 +510,8 @@ class DTLSConnection:
         self.parameters = parameters
         self._peer_finished = True
         self._state = "connected"
+        if self._flight is not None and self._flight.answered:
+            self._flight.finish()  # the peer's final flight is complete
         if parameters.peer_record_size_limit is not None:
             self._layer.write_limit = min(
                 self._layer.write_limit, parameters.peer_record_size_limit

@@ -82,7 +82,13 @@ from handshake.messages import (
 from handshake.server import ServerHandshake, ServerState
 from handshake.signatures import SignatureScheme, certificate_verify_input, sign, verify
 from protocol.config import ClientConfig, ServerConfig
-from protocol.events import ApplicationData, ConnectionClosed, Event, HandshakeComplete
+from protocol.events import (
+    ApplicationData,
+    ConnectionClosed,
+    Event,
+    HandshakeComplete,
+    SessionTicketReceived,
+)
 from protocol.tls_connection import TLSClientConnection, TLSConnection, TLSServerConnection
 
 SECTIONS = ("3", "5", "6", "7")
@@ -879,8 +885,12 @@ def test_client_connection_records(section: str, monkeypatch: pytest.MonkeyPatch
     server_data = [
         r.payload for r in t.records if r.who == "server" and r.kind == "application_data"
     ]
+    nst = HandshakeType.new_session_ticket
+    tickets = [r for r in t.records if r.kind == "handshake" and r.payload[0] == nst]
     assert [type(e) for e in events] == [
         HandshakeComplete,
+        # §3's NewSessionTicket becomes a session the application can keep.
+        *(SessionTicketReceived for _ in tickets),
         *(ApplicationData for _ in server_data),
         ConnectionClosed,
     ]

@@ -377,6 +377,9 @@ def test_trace_sees_every_message(pki_dir: Path) -> None:
         "certificate",
         "certificate_verify",
         "finished",
+        # RFC 8446 §4.6.1: the server's default two session tickets
+        "new_session_ticket",
+        "new_session_ticket",
     ]
 
 
