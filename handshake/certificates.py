@@ -41,6 +41,7 @@ from enum import Enum
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.utils import CryptographyDeprecationWarning
@@ -382,7 +383,7 @@ def parse_certificate_chain(chain_der: Sequence[bytes]) -> list[x509.Certificate
     for index, der in enumerate(chain_der):
         try:
             certs.append(x509.load_der_x509_certificate(bytes(der)))
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise CertificateVerifyError(
                 _A.bad_certificate, CANNOT_PARSE, f"entry {index}: {exc}"
             ) from exc
@@ -391,7 +392,12 @@ def parse_certificate_chain(chain_der: Sequence[bytes]) -> list[x509.Certificate
 
 def leaf_public_key(chain: Sequence[x509.Certificate]) -> PublicKey:
     """The end-entity key that must sign CertificateVerify (RFC 8446 §4.4.2.2, §4.4.3)."""
-    key = chain[0].public_key()
+    try:
+        key = chain[0].public_key()
+    except UnsupportedAlgorithm as exc:
+        raise CertificateVerifyError(_A.unsupported_certificate, UNSUPPORTED, str(exc)) from exc
+    except ValueError as exc:
+        raise CertificateVerifyError(_A.bad_certificate, CANNOT_PARSE, str(exc)) from exc
     if not isinstance(
         key,
         ec.EllipticCurvePublicKey

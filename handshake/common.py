@@ -127,7 +127,8 @@ def check_certificate_verify(
     if message.algorithm not in offered or not is_valid_for_certificate_verify(message.algorithm):
         raise HandshakeError(
             AlertDescription.illegal_parameter,
-            f"CertificateVerify uses signature scheme 0x{message.algorithm:04x} not offered",
+            f"CertificateVerify scheme 0x{message.algorithm:04x} is not offered or not allowed "
+            "in TLS 1.3",
         )
     data = certificate_verify_input(from_server, transcript_hash)
     verify(

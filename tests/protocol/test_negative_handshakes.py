@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from handshake.alerts import AlertDescription as AD
-from handshake.extensions import ExtensionType
 from handshake.groups import NamedGroup, generate_key_share
 from handshake.messages import (
     DOWNGRADE_TLS11,
@@ -80,9 +79,7 @@ def client_hello(dtls: bool = False, **changes: Any) -> ClientHello:
         "random": os.urandom(32),
         "legacy_session_id": b"" if dtls else os.urandom(32),
         "cipher_suites": (AES128,),
-        "extensions": hello_extensions(
-            supported_versions=(DTLS13,) if dtls else (TLS13,)
-        ),
+        "extensions": hello_extensions(supported_versions=(DTLS13,) if dtls else (TLS13,)),
         "legacy_cookie": b"" if dtls else None,
     }
     fields.update(changes)
@@ -99,9 +96,10 @@ def only_failure(events: list[Event]) -> ConnectionFailed:
 
 def assert_fails(
     conn: TLSConnection, events: list[Event], alert: AD, reason: str, *, protected: bool = False
-) -> None:
+) -> bytes:
     """Exactly one ConnectionFailed with ``alert``; the alert record is queued for the peer
-    (plaintext before keys, protected after); the connection is dead for good."""
+    (plaintext before keys, protected after); the connection is dead for good. Returns
+    what the connection sent."""
     failed = only_failure(events)
     assert failed.alert is alert, failed
     assert reason.lower() in failed.reason.lower(), failed.reason
@@ -114,6 +112,14 @@ def assert_fails(
     assert conn.receive_data(b"\x16\x03\x03\x00\x01\x01", NOW) == []
     with pytest.raises(ConnectionStateError):
         conn.send_data(b"late")
+    return out
+
+
+def assert_peer_reads(peer: TLSConnection, sent: bytes, alert: AD) -> None:
+    """The alert record is well formed: the peer reports it as the peer's alert."""
+    failures = [e for e in peer.receive_data(sent, NOW) if isinstance(e, ConnectionFailed)]
+    assert failures == [ConnectionFailed(alert, f"peer sent alert {alert.name}", by_peer=True)]
+    assert peer.state == "failed"
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +135,9 @@ def client_config(pki: Path, **kw: Any) -> ClientConfig:
     return ClientConfig(server_name="localhost", cafile=pki / "ca.pem", **kw)
 
 
-def server_gets(pki: Path, hello: ClientHello | bytes, **kw: Any) -> tuple[TLSServerConnection, list[Event]]:
+def server_gets(
+    pki: Path, hello: ClientHello | bytes, **kw: Any
+) -> tuple[TLSServerConnection, list[Event]]:
     server = TLSServerConnection(server_config(pki, **kw))
     data = hello if isinstance(hello, bytes) else record(encode_message(hello))
     return server, server.receive_data(data, NOW)
@@ -182,7 +190,9 @@ class Pair:
         assert self.client.state == self.server.state == "connected", self.events
 
 
-def replace_message(side: str, msg_type: int, new: Callable[[bytes], bytes]) -> Callable[[str, bytes], bytes]:
+def replace_message(
+    side: str, msg_type: int, new: Callable[[bytes], bytes]
+) -> Callable[[str, bytes], bytes]:
     def tamper(who: str, message: bytes) -> bytes:
         return new(message) if who == side and message[0] == msg_type else message
 
@@ -283,7 +293,7 @@ def test_invalid_x25519_share_from_client_is_illegal_parameter(pki: Path) -> Non
         extensions=hello_extensions(key_share_entries=(KeyShareEntry(X25519, bytes(32)),))
     )
     server, events = server_gets(pki, hello)
-    assert_fails(server, events, AD.illegal_parameter, "all zero")
+    assert_fails(server, events, AD.illegal_parameter, "x25519 key share")
 
 
 def test_short_x25519_share_from_client_is_illegal_parameter(pki: Path) -> None:
@@ -359,14 +369,20 @@ def test_server_key_share_for_group_not_offered_is_illegal_parameter(pki: Path) 
     share = generate_key_share(P256)
     sh = server_hello_for(
         hello,
-        extensions=Extensions(key_share_entry=KeyShareEntry(P256, share.public), selected_version=TLS13),
+        extensions=Extensions(
+            key_share_entry=KeyShareEntry(P256, share.public), selected_version=TLS13
+        ),
     )
     assert_fails(client, client.receive_data(sh, NOW), AD.illegal_parameter, "we did not send")
 
 
 @pytest.mark.parametrize(
     ("point", "reason"),
-    [(bytes(32), "all zero"), (bytes([1] + [0] * 31), "all zero"), (os.urandom(31), "31 bytes")],
+    [
+        (bytes(32), "x25519 key share"),
+        (bytes([1] + [0] * 31), "x25519 key share"),  # order 1: the secret would be zero
+        (os.urandom(31), "31 bytes"),
+    ],
     ids=["zero", "order-1", "short"],
 )
 def test_invalid_x25519_share_from_server_is_illegal_parameter(
@@ -374,7 +390,8 @@ def test_invalid_x25519_share_from_server_is_illegal_parameter(
 ) -> None:
     client, hello = started_client(pki)
     sh = server_hello_for(
-        hello, extensions=Extensions(key_share_entry=KeyShareEntry(X25519, point), selected_version=TLS13)
+        hello,
+        extensions=Extensions(key_share_entry=KeyShareEntry(X25519, point), selected_version=TLS13),
     )
     assert_fails(client, client.receive_data(sh, NOW), AD.illegal_parameter, reason)
 
@@ -403,7 +420,9 @@ def test_hello_retry_for_group_already_shared_is_illegal_parameter(pki: Path) ->
 
 def test_hello_retry_requesting_nothing_is_illegal_parameter(pki: Path) -> None:
     client, hello = started_client(pki)
-    assert_fails(client, client.receive_data(hello_retry_for(hello), NOW), AD.illegal_parameter, "no change")
+    assert_fails(
+        client, client.receive_data(hello_retry_for(hello), NOW), AD.illegal_parameter, "no change"
+    )
 
 
 def test_server_hello_with_unsolicited_extension_is_unsupported_extension(pki: Path) -> None:
@@ -421,8 +440,12 @@ def test_server_hello_with_unsolicited_extension_is_unsupported_extension(pki: P
 # --- protected server messages (a real server, one message forged) -------------------------------
 
 
-def forged(pki: Path, msg_type: int, new: Callable[[bytes], bytes], side: str = "server", **client_kw: Any) -> Pair:
-    pair = Pair(client_config(pki, **client_kw), server_config(pki), replace_message(side, msg_type, new))
+def forged(
+    pki: Path, msg_type: int, new: Callable[[bytes], bytes], side: str = "server", **client_kw: Any
+) -> Pair:
+    pair = Pair(
+        client_config(pki, **client_kw), server_config(pki), replace_message(side, msg_type, new)
+    )
     pair.to_server()
     return pair
 
@@ -430,10 +453,14 @@ def forged(pki: Path, msg_type: int, new: Callable[[bytes], bytes], side: str = 
 def test_encrypted_extensions_with_unsolicited_alpn_is_unsupported_extension(pki: Path) -> None:
     ee = encode_message(EncryptedExtensions(Extensions(alpn=(b"h2",))))
     pair = forged(pki, 8, lambda _: ee)
-    assert_fails(
-        pair.client, pair.to_client(), AD.unsupported_extension, "application_layer_protocol_negotiation", protected=True
+    sent = assert_fails(
+        pair.client,
+        pair.to_client(),
+        AD.unsupported_extension,
+        "application_layer_protocol_negotiation",
+        protected=True,
     )
-    assert pair.to_server()[0] == ConnectionFailed(AD.unsupported_extension, pair.events["server"][0].reason, by_peer=True)
+    assert_peer_reads(pair.server, sent, AD.unsupported_extension)
 
 
 def test_encrypted_extensions_with_unknown_extension_is_unsupported_extension(pki: Path) -> None:
@@ -502,17 +529,18 @@ def test_wrong_server_finished_is_decrypt_error(pki: Path) -> None:
 def test_wrong_client_finished_is_decrypt_error(pki: Path) -> None:
     pair = forged(pki, 20, _flip_last, side="client")
     assert pair.to_client() and pair.client.state == "connected"
-    assert_fails(pair.server, pair.to_server(), AD.decrypt_error, "verify_data", protected=True)
-    # The client reads the server's protected alert.
-    assert [e for e in pair.to_client() if isinstance(e, ConnectionFailed)] == [
-        ConnectionFailed(AD.decrypt_error, "peer sent alert decrypt_error", by_peer=True)
-    ]
+    sent = assert_fails(
+        pair.server, pair.to_server(), AD.decrypt_error, "verify_data", protected=True
+    )
+    assert_peer_reads(pair.client, sent, AD.decrypt_error)  # under the application keys
 
 
 def test_finished_of_wrong_length_is_decode_error(pki: Path) -> None:
     short = encode_message(Finished(verify_data=bytes(31)))
     pair = forged(pki, 20, lambda _: short)
-    assert_fails(pair.client, pair.to_client(), AD.decode_error, "Finished is 31 bytes", protected=True)
+    assert_fails(
+        pair.client, pair.to_client(), AD.decode_error, "Finished is 31 bytes", protected=True
+    )
 
 
 # --- record layer and message sequencing ---------------------------------------------------------
@@ -545,7 +573,7 @@ def test_change_cipher_spec_after_handshake_is_unexpected_message(pki: Path, sid
 
 
 def test_change_cipher_spec_with_body_2_is_unexpected_message(pki: Path) -> None:
-    client, hello = started_client(pki)
+    client, _ = started_client(pki)
     events = client.receive_data(b"\x14\x03\x03\x00\x01\x02", NOW)
     assert_fails(client, events, AD.unexpected_message, "change_cipher_spec")
 
@@ -610,7 +638,8 @@ def test_key_update_with_request_update_2_is_illegal_parameter(pki: Path) -> Non
     pair.connect()
     pair.client._emit_record(ContentType.handshake, encode_message(KeyUpdate(request_update=2)))
     events = pair.server.receive_data(pair.client.data_to_send(), NOW)
-    assert_fails(pair.server, events, AD.illegal_parameter, "request_update")
+    sent = assert_fails(pair.server, events, AD.illegal_parameter, "request_update", protected=True)
+    assert_peer_reads(pair.client, sent, AD.illegal_parameter)
 
 
 def test_key_update_before_handshake_completes_is_unexpected_message(pki: Path) -> None:
@@ -641,7 +670,9 @@ def dtls_server(pki: Path, *, cookie_exchange: bool) -> DTLSServerConnection:
     )
 
 
-def assert_dtls_fails(conn: DTLSServerConnection, events: list[Event], alert: AD, reason: str) -> None:
+def assert_dtls_fails(
+    conn: DTLSServerConnection, events: list[Event], alert: AD, reason: str
+) -> None:
     failed = only_failure(events)
     assert failed.alert is alert and reason in failed.reason, failed
     [datagram] = conn.datagrams_to_send(NOW)
@@ -652,17 +683,28 @@ def assert_dtls_fails(conn: DTLSServerConnection, events: list[Event], alert: AD
 
 
 @pytest.mark.parametrize("cookie_exchange", [True, False], ids=["stateless", "stateful"])
-def test_dtls_non_empty_legacy_cookie_is_illegal_parameter(pki: Path, cookie_exchange: bool) -> None:
+def test_dtls_non_empty_legacy_cookie_is_illegal_parameter(
+    pki: Path, cookie_exchange: bool
+) -> None:
     server = dtls_server(pki, cookie_exchange=cookie_exchange)
-    events = server.receive_datagram(dtls_client_hello(client_hello(dtls=True, legacy_cookie=b"\x01" * 20)), NOW)
+    events = server.receive_datagram(
+        dtls_client_hello(client_hello(dtls=True, legacy_cookie=b"\x01" * 20)), NOW
+    )
     assert_dtls_fails(server, events, AD.illegal_parameter, "legacy_cookie")
 
 
 def test_dtls_forged_cookie_is_illegal_parameter(pki: Path) -> None:
     # RFC 9147 §5.1: a ClientHello with an invalid cookie -> illegal_parameter.
     server = dtls_server(pki, cookie_exchange=True)
-    hello = client_hello(dtls=True, extensions=hello_extensions(supported_versions=(DTLS13,), cookie=os.urandom(48)))
-    assert_dtls_fails(server, server.receive_datagram(dtls_client_hello(hello), NOW), AD.illegal_parameter, "invalid cookie")
+    hello = client_hello(
+        dtls=True, extensions=hello_extensions(supported_versions=(DTLS13,), cookie=os.urandom(48))
+    )
+    assert_dtls_fails(
+        server,
+        server.receive_datagram(dtls_client_hello(hello), NOW),
+        AD.illegal_parameter,
+        "invalid cookie",
+    )
 
 
 def test_dtls_cookie_altered_by_client_is_illegal_parameter(pki: Path) -> None:
@@ -702,34 +744,81 @@ def dtls_garbage() -> list[bytes]:
     ]
 
 
+class DatagramPump:
+    """Our DTLS client and a stateful server association, in memory, on a virtual clock."""
+
+    def __init__(self, pki: Path) -> None:
+        self.now = NOW
+        self.client = DTLSClientConnection(client_config(pki))
+        self.server = dtls_server(pki, cookie_exchange=False)
+        self.events: list[Event] = []
+        self.client.start(self.now)
+
+    def step(self, *, timers: bool = True) -> bool:
+        """Deliver what is queued; if nothing is, fire the next timer. False: all quiet."""
+        to_server = self.client.datagrams_to_send(self.now)
+        to_client = self.server.datagrams_to_send(self.now)
+        for datagram in to_server:
+            self.events += self.server.receive_datagram(datagram, self.now)
+        for datagram in to_client:
+            self.events += self.client.receive_datagram(datagram, self.now)
+        if to_server or to_client:
+            return True
+        deadlines = [t for t in (self.client.next_timer(), self.server.next_timer()) if t]
+        if not timers or not deadlines:
+            return False
+        self.now = max(self.now, min(deadlines))
+        self.events += self.client.handle_timer(self.now) + self.server.handle_timer(self.now)
+        return True
+
+    def completed(self) -> bool:
+        return sum(isinstance(e, HandshakeComplete) for e in self.events) == 2
+
+
 def test_dtls_garbage_datagrams_are_dropped_silently(pki: Path) -> None:
-    client = DTLSClientConnection(client_config(pki))
-    server = dtls_server(pki, cookie_exchange=False)
-    client.start(NOW)
+    # RFC 9147 §4.5.2: invalid records are silently discarded, preserving the association.
+    pump = DatagramPump(pki)
 
     def flood() -> None:
         for junk in dtls_garbage():
-            assert client.receive_datagram(junk, NOW) == [], junk.hex()
-            assert server.receive_datagram(junk, NOW) == [], junk.hex()
-        assert client.state != "failed" and server.state != "failed"
+            assert pump.client.receive_datagram(junk, pump.now) == [], junk.hex()
+            assert pump.server.receive_datagram(junk, pump.now) == [], junk.hex()
+        assert pump.client.state != "failed" and pump.server.state != "failed"
+        # Nothing answers garbage: no alert, no ACK, no retransmission.
+        assert pump.client.datagrams_to_send(pump.now) == []
+        assert pump.server.datagrams_to_send(pump.now) == []
 
-    events: list[Event] = []
-    for _ in range(10):  # garbage before, between and after every flight
-        flood()
-        to_server = client.datagrams_to_send(NOW)
-        to_client = server.datagrams_to_send(NOW)
-        if not to_server and not to_client:
+    for _ in range(40):  # garbage before, between and after every flight and timer
+        if pump.completed():
             break
+        to_server = pump.client.datagrams_to_send(pump.now)
+        to_client = pump.server.datagrams_to_send(pump.now)
+        flood()
         for datagram in to_server:
-            events += server.receive_datagram(datagram, NOW)
+            pump.events += pump.server.receive_datagram(datagram, pump.now)
         for datagram in to_client:
-            events += client.receive_datagram(datagram, NOW)
-    assert sum(isinstance(e, HandshakeComplete) for e in events) == 2, events
-    assert not [e for e in events if isinstance(e, ConnectionFailed)]
+            pump.events += pump.client.receive_datagram(datagram, pump.now)
+        if not to_server and not to_client:
+            pump.step()
+    assert pump.completed(), pump.events
+    assert not [e for e in pump.events if isinstance(e, ConnectionFailed)]
+    while pump.step():  # the server's ACK of the client's Finished
+        pass
     flood()
-    client.send_data(b"still here")
-    received: list[Event] = []
-    for datagram in client.datagrams_to_send(NOW):
-        received += server.receive_datagram(datagram, NOW)
-    assert ApplicationData(b"still here") in received
-    assert not any(isinstance(e, ConnectionFailed) for e in received)
+    pump.client.send_data(b"still here")
+    pump.server.send_data(b"me too")
+    pump.step(timers=False)
+    data = [e.data for e in pump.events if isinstance(e, ApplicationData)]
+    assert sorted(data) == [b"me too", b"still here"]
+    assert not any(isinstance(e, ConnectionFailed) for e in pump.events)
+
+
+def test_dtls_server_flight_in_one_datagram_completes_without_retransmission(pki: Path) -> None:
+    # ServerHello and the protected records of the server's flight share one datagram: the
+    # keys the ServerHello yields must apply to the records after it (regression: they were
+    # deprotected first, dropped, and only the 1 s retransmission completed the handshake).
+    pump = DatagramPump(pki)
+    while pump.step(timers=False):
+        pass
+    assert pump.completed(), pump.server.datagrams_to_send(pump.now)
+    assert pump.server.retransmissions == 0
