@@ -516,7 +516,10 @@ class DTLSConnection:
             self._layer.write_limit = min(
                 self._layer.write_limit, parameters.peer_record_size_limit
             )
-        if self._config.record_size_limit is not None:
+        if parameters.peer_record_size_limit is not None and (
+            self._config.record_size_limit is not None
+        ):
+            # RFC 8449 §4: binding only when negotiated (both sides sent the extension).
             self._layer.read_limit = self._config.record_size_limit
         self.address_validated = True
         self._events.append(handshake_complete_event(parameters))

@@ -444,7 +444,11 @@ class TLSConnection:
         if parameters.peer_record_size_limit is not None:
             # RFC 8449 §4: the peer's limit counts the content type byte in TLS 1.3.
             self._records.set_write_limit(parameters.peer_record_size_limit)
-        if self._config.record_size_limit is not None:
+        if parameters.peer_record_size_limit is not None and (
+            self._config.record_size_limit is not None
+        ):
+            # RFC 8449 §4: our own limit binds the peer only once both sides sent the
+            # extension (a peer that ignored it may send records of any legal size).
             self._records.set_read_limit(self._config.record_size_limit)
         self._events.append(handshake_complete_event(parameters))
 
@@ -455,28 +459,30 @@ class TLSConnection:
     ) -> None:
         encoded = self._records.encode(content_type, data, legacy_version=legacy_version)
         self._out += encoded
-        if self._trace is not None and content_type != ContentType.handshake:
+        if self._trace is not None:
+            self._trace_records(content_type, data, encoded)
+
+    def _trace_records(self, content_type: int, data: bytes, encoded: bytes) -> None:
+        """One trace event per record written (the record layer may have split ``data``)."""
+        assert self._trace is not None
+        name = content_type_name(content_type)
+        offset = consumed = 0
+        while offset + 5 <= len(encoded):
+            wire = int.from_bytes(encoded[offset + 3 : offset + 5], "big")
+            share = data[consumed : consumed + wire]  # plaintext carried (an upper bound)
             self._trace(
                 TraceEvent(
                     "sent",
                     "record",
                     self._write_epoch,
-                    content_type_name(content_type),
-                    len(data),
-                    data=data,
+                    name,
+                    len(share),
+                    detail=f"{name} record ({5 + wire} bytes on the wire)",
+                    data=share,
                 )
             )
-        elif self._trace is not None:
-            self._trace(
-                TraceEvent(
-                    "sent",
-                    "record",
-                    self._write_epoch,
-                    "handshake",
-                    len(data),
-                    detail=f"handshake ({len(encoded)} bytes on the wire)",
-                )
-            )
+            offset += 5 + wire
+            consumed += len(share)
 
     def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
         self._flush_handshake()

@@ -2,13 +2,16 @@
 
 - :class:`PeerProcess`: an external peer (openssl, gnutls-serv, ...) in its own process group,
   its output in a log file, killed in teardown whatever happens (``Processes`` fixture).
-- :func:`free_tcp_port` / :func:`wait_listening`: ports come from binding port 0; clients start
-  only once the server accepts connections (polled with connect()).
+- :func:`free_tcp_port` / :func:`wait_bound`: ports come from binding port 0; clients start only
+  once the server listens (its LISTEN socket in /proc/net/tcp: a probe connect() would use up
+  ``s_server -naccept 1`` or our CLI server's ``--once``).
 - :class:`OurServer`: our blocking server in a thread, serving one connection with a handler.
 - :func:`our_client`: our blocking client over TCP.
-- :class:`MemoryPeer` and :func:`pump`: an in-process OpenSSL (Python ``ssl`` or pyOpenSSL)
+- :class:`MemoryPeer` and :class:`MemoryLink`: an in-process OpenSSL (Python ``ssl`` or pyOpenSSL)
   wired to our Sans-IO connection through memory, no sockets.
-- payload generators whose bytes are checked one for one after the round trip.
+- payload generators whose bytes are checked one for one after the round trip; parsers for
+  what peers report (ServerHello fields, `openssl -trace`), :class:`RecordingSocket` for
+  record sizes on the wire.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from protocol.config import ClientConfig, ServerConfig
-from protocol.errors import ProtocolError
 from protocol.events import (
     ApplicationData,
     ConnectionClosed,
@@ -77,26 +79,6 @@ def free_tcp_port() -> int:
         return port
 
 
-def wait_listening(
-    port: int, process: PeerProcess | None = None, timeout: float = STEP_TIMEOUT
-) -> None:
-    """Poll connect() until something accepts on ``port`` (our clients must not race the
-    server's bind/listen). A probe connection is closed at once; servers started with a
-    connection budget (``-naccept``) must count it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process is not None and process.proc.poll() is not None:
-            raise AssertionError(f"peer exited before listening:\n{process.describe()}")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(1.0)
-            if sock.connect_ex((HOST, port)) == 0:
-                return
-        if time.monotonic() > deadline:
-            detail = process.describe() if process is not None else ""
-            raise AssertionError(f"nothing listens on {HOST}:{port} after {timeout}s\n{detail}")
-        time.sleep(0.05)
-
-
 def port_listening(port: int) -> bool:
     """Whether a TCP socket listens on ``port`` (/proc/net/tcp, state 0A), without connecting:
     for peers that would treat a probe connection as their one client."""
@@ -136,6 +118,7 @@ class PeerProcess:
         env: dict[str, str] | None = None,
         stdin: str = "pipe",  # "pipe" | "null" | a file path
         stdout: Path | None = None,  # separate stdout file (binary data), else the log
+        cwd: Path | None = None,  # wolfSSL's examples must run from their source folder
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.log = log
@@ -161,6 +144,7 @@ class PeerProcess:
             stdout=out_file,
             stderr=log_file,
             start_new_session=True,
+            cwd=cwd,
         )
 
     def output(self) -> str:
@@ -238,10 +222,11 @@ class Processes:
         env: dict[str, str] | None = None,
         stdin: str = "pipe",
         stdout: Path | None = None,
+        cwd: Path | None = None,
     ) -> PeerProcess:
         self._count += 1
         log = self.directory / f"{self._count:02d}-{name}.log"
-        process = PeerProcess(argv, log, env=env, stdin=stdin, stdout=stdout)
+        process = PeerProcess(argv, log, env=env, stdin=stdin, stdout=stdout, cwd=cwd)
         self._running.append(process)
         return process
 
@@ -567,11 +552,7 @@ class MemoryLink:
         return [e for e in self.of(KeyUpdated) if e.direction == direction]
 
 
-def protocol_error_of(exc: BaseException) -> ProtocolError | None:
-    return exc if isinstance(exc, ProtocolError) else None
-
-
-# -- reading a peer's own ServerHello ---------------------------------------------------------------
+# -- reading a peer's own ServerHello ------------------------------------------------------------
 
 HRR_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C")
 
@@ -672,3 +653,56 @@ def key_update_requests(output: str, direction: str) -> list[int]:
         1 if "update_requested (1)" in m.text() else 0
         for m in traced(output, direction, "KeyUpdate")
     ]
+
+
+# -- record sizes on the wire ---------------------------------------------------------------------
+
+
+class RecordingSocket:
+    """Wraps a connected socket and notes (content type, length) of every TLS record written
+    and read (RFC 8446 §5.1 headers), so record_size_limit is checked on the wire itself."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._out = bytearray()
+        self._in = bytearray()
+        self.sent: list[tuple[int, int]] = []
+        self.received: list[tuple[int, int]] = []
+
+    def sendall(self, data: bytes) -> None:
+        self._parse(self._out, data, self.sent)
+        self._sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        data = self._sock.recv(size)
+        self._parse(self._in, data, self.received)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    @staticmethod
+    def _parse(buf: bytearray, data: bytes, lengths: list[tuple[int, int]]) -> None:
+        buf += data
+        while len(buf) >= 5:
+            length = int.from_bytes(buf[3:5], "big")
+            if len(buf) < 5 + length:
+                return
+            lengths.append((buf[0], length))
+            del buf[: 5 + length]
+
+    def protected(self, direction: str) -> list[int]:
+        """Lengths of the protected records (outer type application_data) one way."""
+        records = self.sent if direction == "sent" else self.received
+        return [length for content_type, length in records if content_type == 23]
+
+
+def our_recording_client(
+    port: int, config: ClientConfig, timeout: float = STEP_TIMEOUT
+) -> tuple[TLSSocket, RecordingSocket]:
+    from protocol.transport_blocking import wrap_client
+
+    raw = socket.create_connection((HOST, port), timeout=timeout)
+    recording = RecordingSocket(raw)
+    tls = wrap_client(recording, config)  # type: ignore[arg-type]
+    return tls, recording

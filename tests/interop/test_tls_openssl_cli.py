@@ -8,7 +8,7 @@ request_update, alerts), plus its summary lines.
 
 Peer-initiated KeyUpdate uses the interactive commands: ``K`` (update_requested) and ``k``
 (update_not_requested) on a line of their own on stdin. OpenSSL 3.0 has no record_size_limit
-(RFC 8449): against it our limit must stay unenforced (see the xfail tests).
+(RFC 8449): against it our limit must stay unenforced.
 """
 
 from __future__ import annotations
@@ -100,13 +100,19 @@ def s_server(processes: Processes, pki: Path, *extra: str) -> tuple[PeerProcess,
     return server, port
 
 
-def s_client(processes: Processes, pki: Path, port: int, *extra: str, trace: bool = True) -> PeerProcess:
+def s_client(
+    processes: Processes, pki: Path, port: int, *extra: str, trace: bool = True
+) -> PeerProcess:
     """``s_client`` verifying our certificate chain and name."""
     argv = [*openssl(), "s_client", "-connect", f"{HOST}:{port}", "-tls1_3",
             "-CAfile", str(pki / "ca.pem"), "-servername", SERVER_NAME,
             "-verify_hostname", SERVER_NAME, "-verify_return_error",
             *(["-trace"] if trace else []), *extra]  # fmt: skip
     return processes.start(argv, name="s_client")
+
+
+def client_cert(pki: Path) -> list[str]:
+    return ["-cert", str(pki / "client.pem"), "-key", str(pki / "client.key")]
 
 
 def command(peer: PeerProcess, line: bytes, expect: str) -> None:
@@ -191,8 +197,10 @@ def test_our_client_hello_retry(processes: Processes, peer_pki: Path) -> None:
 
 
 def test_our_client_certificate(processes: Processes, peer_pki: Path) -> None:
-    server, port = s_server(processes, peer_pki, "-Verify", "1", "-CAfile", str(peer_pki / "ca.pem"),
-                            "-verify_return_error")  # fmt: skip
+    ca = str(peer_pki / "ca.pem")
+    server, port = s_server(
+        processes, peer_pki, "-Verify", "1", "-CAfile", ca, "-verify_return_error"
+    )
     config = client_config(
         peer_pki, certfile=peer_pki / "client.pem", keyfile=peer_pki / "client.key"
     )
@@ -205,7 +213,9 @@ def test_our_client_certificate(processes: Processes, peer_pki: Path) -> None:
 
 
 def test_our_client_without_certificate_is_refused(processes: Processes, peer_pki: Path) -> None:
-    server, port = s_server(processes, peer_pki, "-Verify", "1", "-CAfile", str(peer_pki / "ca.pem"))
+    server, port = s_server(
+        processes, peer_pki, "-Verify", "1", "-CAfile", str(peer_pki / "ca.pem")
+    )
     tls = our_client(port, client_config(peer_pki))  # a TLS 1.3 client finishes first
     try:
         with pytest.raises(ProtocolError) as failure:
@@ -289,12 +299,6 @@ def test_our_client_verifies_key_type(
     assert server.finish() == 0, server.describe()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProtocolError,
-    reason="BUG protocol/tls_connection.py:406 enforces our record_size_limit although the "
-    "peer never acknowledged it in EncryptedExtensions (RFC 8449 §4: not negotiated -> any size)",
-)
 def test_our_client_record_size_limit_not_negotiated(processes: Processes, peer_pki: Path) -> None:
     """OpenSSL 3.0 ignores record_size_limit: its full-size records must still be accepted."""
     server, port = s_server(processes, peer_pki)
@@ -364,8 +368,7 @@ def test_our_server_hello_retry_with_cookie(processes: Processes, peer_pki: Path
 def test_our_server_verifies_s_client_certificate(processes: Processes, peer_pki: Path) -> None:
     config = server_config(peer_pki, cafile=peer_pki / "ca.pem", verify_client=True)
     with our_server(config) as server:
-        client = s_client(processes, peer_pki, server.port,
-                          "-cert", str(peer_pki / "client.pem"), "-key", str(peer_pki / "client.key"))  # fmt: skip
+        client = s_client(processes, peer_pki, server.port, *client_cert(peer_pki))
         echo_via_s_client(client, "mtls")
         quit_s_client(client, server)
     assert server.handshake is not None and server.handshake.client_authenticated
@@ -473,12 +476,6 @@ def test_s_client_verifies_our_key_type(
     assert f"Peer signature type: {KEY_TYPES[key_type][1]}" in client.output()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG protocol/tls_connection.py:406 enforces the server's record_size_limit although "
-    "the client never offered the extension (RFC 8449 §4: not negotiated -> any size)",
-    raises=AssertionError,
-)
 def test_our_server_record_size_limit_not_negotiated(processes: Processes, peer_pki: Path) -> None:
     """s_client (OpenSSL 3.0) never offers record_size_limit: its full-size records must pass."""
     line = "r" * 2000 + "\n"
@@ -543,8 +540,7 @@ def test_cli_server_against_s_client(processes: Processes, peer_pki: Path) -> No
         name="protocol-server", stdin="null",
     )  # fmt: skip
     assert server.wait_for("listening on"), server.describe()
-    client = s_client(processes, peer_pki, port, "-alpn", "h2",
-                      "-cert", str(peer_pki / "client.pem"), "-key", str(peer_pki / "client.key"))  # fmt: skip
+    client = s_client(processes, peer_pki, port, "-alpn", "h2", *client_cert(peer_pki))
     assert client.wait_for("Verify return code: 0 (ok)"), client.describe()
     command(client, b"from s_client\n", "from s_client\n")
     client.send(b"Q\n")
