@@ -184,6 +184,7 @@ class ServerHandshake:
         self._requested_certificate = False
         self._stateless_suite: CipherSuite | None = None
         self._stateless_group = 0
+        self._group_requested = False  # whether our HelloRetryRequest named a group
         self._peer_cid: bytes | None = None
         self._sent_ccs = False
         self._now = 0.0
@@ -311,14 +312,16 @@ class ServerHandshake:
             )
         share: bytes | None = None
         if selection.group is not None:
-            if len(shares) != 1 or shares[0].group != previous.group:
-                # RFC 8446 §4.1.4/§4.2.8: exactly one share, for the group we asked for (or
-                # kept).
+            matching = [entry for entry in shares if entry.group == previous.group]
+            # RFC 8446 §4.2.8: after an HRR that named a group, exactly one share, for it.
+            # After a cookie-only HRR nothing asked the client to change its shares (§4.1.2),
+            # so they may repeat the first ClientHello's; the one we chose must be there.
+            if not matching or (self._group_requested and len(shares) != 1):
                 raise HandshakeError(
                     AlertDescription.illegal_parameter,
                     "second ClientHello does not answer the HelloRetryRequest",
                 )
-            share = shares[0].key_exchange
+            share = matching[0].key_exchange
         selection = Selection(
             previous.suite,
             previous.group if selection.group is not None else None,
@@ -548,6 +551,7 @@ class ServerHandshake:
         self._transcript.restart_with_message_hash()
         # With a share for the group already present, only a cookie can make the retry useful.
         ask_group = selection.needs_retry
+        self._group_requested = ask_group
         cookie = self._random(32) if (self.config.tls_cookie or not ask_group) else None
         self._hrr_cookie = cookie
         # The retry keeps the group: the client must send a (fresh) share for it.
@@ -645,6 +649,7 @@ class ServerHandshake:
         self._transcript.add(message_hash_message(params.client_hello_hash))
         self._transcript.add(hrr)
         self._stateless_group = params.group
+        self._group_requested = params.group_requested
         self._stateless_suite = suite
         self.state = ServerState.WAIT_SECOND_CLIENT_HELLO
 

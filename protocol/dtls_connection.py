@@ -245,6 +245,10 @@ class DTLSConnection:
 
     def _handle_record(self, record: DTLSRecord, now: float) -> None:
         ctype = record.content_type
+        if record.epoch >= 2 and not self.address_validated:
+            # Only a client that received our ServerHello can protect a record with the
+            # handshake keys: its address is proven (RFC 9147 §5.1).
+            self.address_validated = True
         if self._trace is not None:
             self._trace(
                 TraceEvent(
@@ -542,7 +546,12 @@ class DTLSConnection:
                 ContentType.handshake, fragment.data, epoch=fragment.epoch
             )
             flight.carried(number, [index])
-            if datagram and len(datagram) + len(record) > self._payload_limit:
+            # Before the peer's address is proven, one record per datagram lets the 3× budget
+            # release the flight record by record (RFC 9147 §5.1).
+            if datagram and (
+                not self.address_validated
+                or len(datagram) + len(record) > self._payload_limit
+            ):
                 self._out.append(bytes(datagram))
                 datagram = bytearray()
             datagram += record
@@ -780,7 +789,9 @@ class DTLSServerConnection(DTLSConnection):
         cookies = config.dtls_cookie if cookie_exchange is None else cookie_exchange
         self._cookies = CookieSealer(config.cookie_secret) if cookies else None
         self._hellos = HelloCollector() if cookies else None
-        self.address_validated = not cookies
+        # RFC 9147 §5.1: until the cookie returns (or, without the exchange, until the client
+        # shows it received our ServerHello) we send at most 3× what it sent.
+        self.address_validated = False
 
     @classmethod
     def from_cookie(
