@@ -34,6 +34,16 @@ class Reader:
     def position(self) -> int:
         return self._pos
 
+    def span(self) -> tuple[bytes | memoryview, int, int]:
+        """``(data, position, end)``: for codecs that parse a run of fields with struct and
+        then :meth:`seek` past them."""
+        return self._data, self._pos, self._end
+
+    def seek(self, pos: int) -> None:
+        if not self._pos <= pos <= self._end:
+            raise ValueError("seek outside the unread part")
+        self._pos = pos
+
     def eof(self) -> bool:
         return self._pos >= self._end
 
@@ -93,6 +103,24 @@ class Reader:
             raise decode_error(f"vector shorter than its minimum of {min_len}")
         start = self._take(n)
         return Reader(self._data, start, start + n)
+
+    def take_block(self, width: int, min_len: int = 0) -> tuple[bytes | memoryview, int, int]:
+        """Consume a length-prefixed vector as :meth:`pull_block` does, but return
+        ``(data, start, end)`` for codecs that walk it with struct themselves (no Reader per
+        vector); they must account for every byte up to ``end``."""
+        data = self._data
+        pos = self._pos
+        if width == 2:
+            if self._end - pos < 2:
+                raise decode_error("truncated structure")
+            n = (data[pos] << 8) | data[pos + 1]
+            self._pos = pos + 2
+        else:
+            n = self._pull_length(width)
+        if n < min_len:
+            raise decode_error(f"vector shorter than its minimum of {min_len}")
+        start = self._take(n)
+        return data, start, start + n
 
     # A Reader is its own context manager (cheaper than a generator-based one on hot paths).
     def __enter__(self) -> Reader:

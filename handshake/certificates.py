@@ -23,8 +23,9 @@ Alerts chosen per failure (§6.2 defines them only loosely; the choices match Go
 Relaxed extension policy (PEERS.md §7): private/IoT PKIs often lack what the CA/B Forum profile
 requires (AKI, SKI, CA keyUsage, critical-extension hygiene). ``relaxed_extensions=True`` starts
 from ``ExtensionPolicy.permit_all()`` and keeps only what ``cryptography`` itself insists on
-(basicConstraints on CAs, subjectAltName on a named server) plus EKU and CA keyUsage checks *when
-present*. Chain, signatures, validity and the name are still verified.
+(basicConstraints on CAs, subjectAltName on a named server) plus EKU, CA keyUsage and the leaf's
+digitalSignature checks *when present*. Chain, signatures, validity and the name are still
+verified.
 """
 
 from __future__ import annotations
@@ -198,6 +199,25 @@ def _ca_key_usage(_policy: Policy, _cert: x509.Certificate, ku: x509.KeyUsage | 
         raise ValueError("keyUsage.keyCertSign must be asserted in a CA certificate")
 
 
+def _ee_key_usage(strict: bool) -> Callable[[Policy, x509.Certificate, x509.KeyUsage | None], None]:
+    """The leaf's keyUsage, checked inside the verifier (only that extension is decoded).
+
+    RFC 8446 §4.4.2.2: "the digitalSignature bit MUST be set if the Key Usage extension is
+    present" (CertificateVerify is a signature); the CA/B profile does not check it. ``strict``
+    keeps the rule of cryptography's webpki EE policy that this validator replaces: an
+    end-entity keyUsage must not assert keyCertSign (same message as cryptography's)."""
+
+    def validator(_policy: Policy, _cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
+        if ku is None:
+            return
+        if strict and ku.key_cert_sign:
+            raise ValueError("EE keyUsage must not assert keyCertSign")
+        if not ku.digital_signature:
+            raise ValueError("leaf keyUsage lacks digitalSignature")
+
+    return validator
+
+
 class _Purpose(Enum):
     SERVER = "server"  # a server certificate checked against a name
     SERVER_UNNAMED = "server-unnamed"  # no server_name: chain + serverAuth EKU, no name
@@ -210,14 +230,14 @@ def _extension_policies(
     agnostic = Criticality.AGNOSTIC
     if not relaxed:
         ca = ExtensionPolicy.webpki_defaults_ca()
+        ee = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+            x509.KeyUsage, agnostic, _ee_key_usage(strict=True)
+        )
         if purpose is _Purpose.SERVER_UNNAMED:
             # A client verifier (it needs no subject) asks for clientAuth: require serverAuth.
             server_eku = _require_eku(ExtendedKeyUsageOID.SERVER_AUTH)
-            ee = ExtensionPolicy.webpki_defaults_ee().may_be_present(
-                x509.ExtendedKeyUsage, agnostic, server_eku
-            )
-            return ca, ee
-        return ca, ExtensionPolicy.webpki_defaults_ee()
+            ee = ee.may_be_present(x509.ExtendedKeyUsage, agnostic, server_eku)
+        return ca, ee
     # cryptography refuses a CA policy without basicConstraints and a server policy without SAN.
     ca = (
         ExtensionPolicy.permit_all()
@@ -229,8 +249,10 @@ def _extension_policies(
         if purpose is _Purpose.CLIENT
         else ExtendedKeyUsageOID.SERVER_AUTH
     )
-    ee = ExtensionPolicy.permit_all().may_be_present(
-        x509.ExtendedKeyUsage, agnostic, _require_eku(eku)
+    ee = (
+        ExtensionPolicy.permit_all()
+        .may_be_present(x509.ExtendedKeyUsage, agnostic, _require_eku(eku))
+        .may_be_present(x509.KeyUsage, agnostic, _ee_key_usage(strict=False))
     )
     if purpose is _Purpose.SERVER:
         ee = ee.require_present(x509.SubjectAlternativeName, agnostic, None)
@@ -419,10 +441,12 @@ def spki_sha256(cert: x509.Certificate) -> bytes:
     return hashlib.sha256(spki).digest()
 
 
+@functools.lru_cache(maxsize=256)
 def server_subject(server_name: str) -> Subject:
     """The name to match: an IP literal as iPAddress, else a DNS name (a trailing root dot is
     dropped, IDNs become A-labels). cryptography checks DNS syntax only when a verifier is built:
-    an invalid name then fails the handshake with internal_error."""
+    an invalid name then fails the handshake with internal_error. Cached: a client names the
+    same few servers over and over, and telling an IP literal from a name costs an exception."""
     name = server_name[:-1] if server_name.endswith(".") else server_name
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
@@ -436,19 +460,6 @@ def server_subject(server_name: str) -> Subject:
 # --- verification --------------------------------------------------------------------------------
 def _validation_time(now: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(now, tz=datetime.UTC)
-
-
-def _check_key_usage(leaf: x509.Certificate) -> None:
-    # RFC 8446 §4.4.2.2: "the digitalSignature bit MUST be set if the Key Usage extension is
-    # present" (CertificateVerify is a signature); the CA/B profile does not check it.
-    try:
-        ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return
-    if not ku.digital_signature:
-        raise CertificateVerifyError(
-            _A.unsupported_certificate, UNSUPPORTED, "leaf keyUsage lacks digitalSignature"
-        )
 
 
 def _check_pins(chain: Sequence[x509.Certificate], pins: Sequence[bytes]) -> None:
@@ -495,7 +506,7 @@ def _verify(
         raise _classify(str(exc), leaf, intermediates, anchors, when) from exc
     except x509.UnsupportedGeneralNameType as exc:  # a client SAN cryptography cannot represent
         raise CertificateVerifyError(_A.unsupported_certificate, UNSUPPORTED, str(exc)) from exc
-    _check_key_usage(chain[0])
+    # The leaf's keyUsage was checked by the extension policy (_ee_key_usage).
     _check_pins(chain, pins)
     return chain
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 
 from cryptography import x509
@@ -68,7 +69,7 @@ def parse_message(raw: bytes, *, dtls: bool, hash_len: int) -> HandshakeMessage:
     length = int.from_bytes(raw[1:4], "big")
     if length != len(raw) - 4:
         raise HandshakeError(AlertDescription.decode_error, "handshake length mismatch")
-    return decode_message(raw[0], memoryview(raw)[4:], dtls=dtls, hash_len=hash_len)
+    return decode_message(raw[0], raw[4:], dtls=dtls, hash_len=hash_len)
 
 
 def install(
@@ -99,7 +100,22 @@ def check_finished(
         raise HandshakeError(AlertDescription.decrypt_error, "Finished verify_data mismatch")
 
 
+# A server sends the same Certificate message (empty context, RFC 8446 §4.4.2) in every full
+# handshake with a credential: encode it once per credential.
+_CERTIFICATE_MESSAGES: weakref.WeakKeyDictionary[Credential, bytes] = weakref.WeakKeyDictionary()
+
+
 def certificate_message(context: bytes, credential: Credential | None) -> bytes:
+    if context or credential is None:
+        return _encode_certificate(context, credential)
+    message = _CERTIFICATE_MESSAGES.get(credential)
+    if message is None:
+        message = _encode_certificate(b"", credential)
+        _CERTIFICATE_MESSAGES[credential] = message
+    return message
+
+
+def _encode_certificate(context: bytes, credential: Credential | None) -> bytes:
     entries = tuple(
         CertificateEntry(cert_data=der, extensions=Extensions())
         for der in (credential.chain if credential else ())

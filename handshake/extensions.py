@@ -13,6 +13,9 @@ that decode -> encode reproduces the original bytes.
 
 from __future__ import annotations
 
+import dataclasses
+import operator
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -227,6 +230,11 @@ _MIN_BLOCK = {_CH: 8, _SH: 6, _HRR: 6, _CR: 2}
 _BOOL_FIELDS = frozenset({"early_data", "post_handshake_auth"})
 _ALL_FIELDS = tuple(sorted({f for m in _CONTEXT_FIELDS.values() for f in m.values()}))
 
+_EXT_HEAD = struct.Struct("!HH")  # extension_type, extension_data length
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_PSK = int(_E.pre_shared_key)
+
 
 def _context(msg_type: int, hrr: bool) -> int:
     if hrr:
@@ -246,122 +254,250 @@ def _present(ext: Extensions, field: str) -> bool:
 
 
 # --- per-extension body codecs ---------------------------------------------------------------
-# Each decoder gets a Reader bounded to exactly the extension_data; pull_block() in the caller
-# turns unread bytes into decode_error, so "empty" extensions need no explicit check.
+# A decoder gets exactly one extension_data as bytes and must account for all of it: unread
+# bytes are "trailing bytes inside a vector" (decode_error), as with Reader.pull_block. The
+# messages mirror buffer.Reader's so both paths fail alike. An encoder returns the body.
 
 
-def _d_server_name(r: Reader, ctx: int) -> str:
+def _truncated() -> HandshakeError:
+    return decode_error("truncated structure")
+
+
+def _trailing() -> HandshakeError:
+    return decode_error("trailing bytes inside a vector")
+
+
+def _too_short(min_len: int) -> HandshakeError:
+    return decode_error(f"vector shorter than its minimum of {min_len}")
+
+
+def _vector16(b: bytes, min_len: int) -> int:
+    """Check that ``b`` is exactly ``opaque x<min_len..2^16-1>``; returns its length."""
+    n = len(b)
+    if n < 2:
+        raise _truncated()
+    length = (b[0] << 8) | b[1]
+    if length < min_len:
+        raise _too_short(min_len)
+    if length + 2 > n:
+        raise _truncated()
+    if length + 2 != n:
+        raise _trailing()
+    return length
+
+
+def _d_server_name(b: bytes, ctx: int) -> str:
     if ctx == _EE:
+        if b:
+            raise _trailing()
         return ""  # RFC 6066 §3: the server's acknowledgement has empty extension_data
+    n = len(b)
+    if n < 2:
+        raise _truncated()
+    end = 2 + ((b[0] << 8) | b[1])  # ServerNameList server_name_list<1..2^16-1>
+    if end < 3:
+        raise _too_short(1)
+    if end > n:
+        raise _truncated()
     name: str | None = None
-    with r.pull_block(2, min_len=1) as names:  # ServerNameList server_name_list<1..2^16-1>
-        while not names.eof():
-            if names.pull_uint8() != 0:
-                # NameType only defines host_name(0); another value is out of range and its
-                # body cannot be parsed (RFC 8446 §6.2 decode_error).
-                raise decode_error("server_name: unknown NameType")
-            host = names.pull_opaque(2, min_len=1)  # HostName<1..2^16-1>
-            if name is not None:
-                raise illegal_parameter("server_name: more than one host_name (RFC 6066 §3)")
-            try:
-                name = host.decode("ascii")  # RFC 6066 §3: ASCII, no trailing dot
-            except UnicodeDecodeError:
-                raise decode_error("server_name: host_name is not ASCII") from None
-    assert name is not None  # min_len=1 guarantees one entry (or a truncation error)
+    pos = 2
+    while pos < end:
+        if b[pos] != 0:
+            # NameType only defines host_name(0); another value is out of range and its
+            # body cannot be parsed (RFC 8446 §6.2 decode_error).
+            raise decode_error("server_name: unknown NameType")
+        if end - pos < 3:
+            raise _truncated()
+        length = (b[pos + 1] << 8) | b[pos + 2]  # HostName<1..2^16-1>
+        if length < 1:
+            raise _too_short(1)
+        pos += 3
+        if pos + length > end:
+            raise _truncated()
+        if name is not None:
+            raise illegal_parameter("server_name: more than one host_name (RFC 6066 §3)")
+        try:
+            name = b[pos : pos + length].decode("ascii")  # RFC 6066 §3: ASCII, no trailing dot
+        except UnicodeDecodeError:
+            raise decode_error("server_name: host_name is not ASCII") from None
+        pos += length
+    if end != n:
+        raise _trailing()
+    assert name is not None  # the minimum length guarantees one entry (or an error)
     return name
 
 
-def _e_server_name(w: Writer, value: str, ctx: int) -> None:
+def _e_server_name(value: str, ctx: int) -> bytes:
     if ctx == _EE:
         if value:
             raise ValueError('EncryptedExtensions server_name must be "" (empty ack)')
-        return
-    with w.push_block(2):
-        w.push_uint8(0)
-        w.push_opaque(2, value.encode("ascii"))
+        return b""
+    host = value.encode("ascii")
+    n = len(host)
+    if n > 0xFFFF - 3:
+        raise ValueError("vector too long for its length prefix")
+    return _U16.pack(n + 3) + b"\x00" + _U16.pack(n) + host
 
 
-def _d_u16_list(r: Reader, ctx: int) -> tuple[int, ...]:
+def _d_u16_list(b: bytes, ctx: int) -> tuple[int, ...]:
     # NamedGroupList<2..2^16-1>, SignatureSchemeList<2..2^16-2> (RFC 8446 §4.2.7, §4.2.3)
-    return tuple(r.pull_list(2, 2, min_len=2))
+    n = len(b)
+    if n < 2:
+        raise _truncated()
+    length = (b[0] << 8) | b[1]
+    if length < 2:
+        raise _too_short(2)
+    if length + 2 > n:
+        raise _truncated()
+    if length & 1:
+        raise decode_error("vector length is not a multiple of its element size")
+    if length + 2 != n:
+        raise _trailing()
+    return struct.unpack_from(f"!{length >> 1}H", b, 2)
 
 
-def _e_u16_list(w: Writer, value: tuple[int, ...], ctx: int) -> None:
-    w.push_list(2, 2, value)
+def _pack_u16s(values: tuple[int, ...]) -> bytes:
+    return struct.pack(f"!{len(values)}H", *values)
 
 
-def _d_key_share_entries(r: Reader, ctx: int) -> tuple[KeyShareEntry, ...]:
+def _e_u16_list(value: tuple[int, ...], ctx: int) -> bytes:
+    body = _pack_u16s(value)
+    if len(body) > 0xFFFF:
+        raise ValueError("vector too long for its length prefix")
+    return _U16.pack(len(body)) + body
+
+
+def _d_key_share_entries(b: bytes, ctx: int) -> tuple[KeyShareEntry, ...]:
+    n = len(b)
+    if n < 2:
+        raise _truncated()
+    end = 2 + ((b[0] << 8) | b[1])  # client_shares<0..2^16-1> (§4.2.8)
+    if end > n:
+        raise _truncated()
     entries: list[KeyShareEntry] = []
     seen: set[int] = set()
-    with r.pull_block(2) as shares:  # client_shares<0..2^16-1> (§4.2.8)
-        while not shares.eof():
-            entry = _pull_key_share_entry(shares)
-            if entry.group in seen:
-                # §4.2.8: "Clients MUST NOT offer multiple KeyShareEntry values for the same
-                # group" -- servers MAY abort with illegal_parameter; we do.
-                raise illegal_parameter("key_share: two shares for one group")
-            seen.add(entry.group)
-            entries.append(entry)
+    pos = 2
+    while pos < end:
+        if end - pos < 4:
+            raise _truncated()
+        group, length = _EXT_HEAD.unpack_from(b, pos)
+        pos += 4
+        if length < 1:  # key_exchange<1..2^16-1>
+            raise _too_short(1)
+        if pos + length > end:
+            raise _truncated()
+        if group in seen:
+            # §4.2.8: "Clients MUST NOT offer multiple KeyShareEntry values for the same
+            # group" -- servers MAY abort with illegal_parameter; we do.
+            raise illegal_parameter("key_share: two shares for one group")
+        seen.add(group)
+        entries.append(KeyShareEntry(group, b[pos : pos + length]))
+        pos += length
+    if end != n:
+        raise _trailing()
     return tuple(entries)
 
 
-def _pull_key_share_entry(r: Reader) -> KeyShareEntry:
-    group = r.pull_uint16()
-    return KeyShareEntry(group, r.pull_opaque(2, min_len=1))  # key_exchange<1..2^16-1>
+def _key_share_entry_bytes(entry: KeyShareEntry) -> bytes:
+    share = entry.key_exchange
+    if len(share) > 0xFFFF:
+        raise ValueError("vector too long for its length prefix")
+    return _EXT_HEAD.pack(entry.group, len(share)) + share
 
 
-def _push_key_share_entry(w: Writer, entry: KeyShareEntry) -> None:
-    w.push_uint16(entry.group)
-    w.push_opaque(2, entry.key_exchange)
+def _e_key_share_entries(value: tuple[KeyShareEntry, ...], ctx: int) -> bytes:
+    body = b"".join([_key_share_entry_bytes(e) for e in value])
+    if len(body) > 0xFFFF:
+        raise ValueError("vector too long for its length prefix")
+    return _U16.pack(len(body)) + body
 
 
-def _e_key_share_entries(w: Writer, value: tuple[KeyShareEntry, ...], ctx: int) -> None:
-    with w.push_block(2):
-        for entry in value:
-            _push_key_share_entry(w, entry)
+def _d_key_share_entry(b: bytes, ctx: int) -> KeyShareEntry:
+    # KeyShareServerHello: exactly one entry
+    n = len(b)
+    if n < 4:
+        raise _truncated()
+    group, length = _EXT_HEAD.unpack_from(b, 0)
+    if length < 1:
+        raise _too_short(1)
+    if length + 4 > n:
+        raise _truncated()
+    if length + 4 != n:
+        raise _trailing()
+    return KeyShareEntry(group, b[4:])
 
 
-def _d_key_share_entry(r: Reader, ctx: int) -> KeyShareEntry:
-    return _pull_key_share_entry(r)  # KeyShareServerHello: exactly one entry
+def _e_key_share_entry(value: KeyShareEntry, ctx: int) -> bytes:
+    return _key_share_entry_bytes(value)
 
 
-def _e_key_share_entry(w: Writer, value: KeyShareEntry, ctx: int) -> None:
-    _push_key_share_entry(w, value)
+def _d_u16(b: bytes, ctx: int) -> int:
+    if len(b) != 2:
+        raise _truncated() if len(b) < 2 else _trailing()
+    return (b[0] << 8) | b[1]
 
 
-def _d_u16(r: Reader, ctx: int) -> int:
-    return r.pull_uint16()
+def _e_u16(value: int, ctx: int) -> bytes:
+    return _U16.pack(value)
 
 
-def _e_u16(w: Writer, value: int, ctx: int) -> None:
-    w.push_uint16(value)
+def _d_supported_versions(b: bytes, ctx: int) -> tuple[int, ...]:
+    # versions<2..254> (§4.2.1)
+    n = len(b)
+    if n < 1:
+        raise _truncated()
+    length = b[0]
+    if length < 2:
+        raise _too_short(2)
+    if length + 1 > n:
+        raise _truncated()
+    if length & 1:
+        raise decode_error("vector length is not a multiple of its element size")
+    if length + 1 != n:
+        raise _trailing()
+    return struct.unpack_from(f"!{length >> 1}H", b, 1)
 
 
-def _d_supported_versions(r: Reader, ctx: int) -> tuple[int, ...]:
-    return tuple(r.pull_list(1, 2, min_len=2))  # versions<2..254> (§4.2.1)
+def _e_supported_versions(value: tuple[int, ...], ctx: int) -> bytes:
+    body = _pack_u16s(value)
+    if len(body) > 0xFF:
+        raise ValueError("vector too long for its length prefix")
+    return bytes((len(body),)) + body
 
 
-def _e_supported_versions(w: Writer, value: tuple[int, ...], ctx: int) -> None:
-    w.push_list(1, 2, value)
+def _d_cookie(b: bytes, ctx: int) -> bytes:
+    _vector16(b, 1)  # cookie<1..2^16-1> (§4.2.2)
+    return b[2:]
 
 
-def _d_cookie(r: Reader, ctx: int) -> bytes:
-    return r.pull_opaque(2, min_len=1)  # cookie<1..2^16-1> (§4.2.2)
+def _e_opaque16(value: bytes, ctx: int) -> bytes:
+    if len(value) > 0xFFFF:
+        raise ValueError("vector too long for its length prefix")
+    return _U16.pack(len(value)) + value
 
 
-def _e_opaque16(w: Writer, value: bytes, ctx: int) -> None:
-    w.push_opaque(2, value)
+def _d_psk_modes(b: bytes, ctx: int) -> tuple[int, ...]:
+    # ke_modes<1..255> (§4.2.9)
+    n = len(b)
+    if n < 1:
+        raise _truncated()
+    if b[0] < 1:
+        raise _too_short(1)
+    if b[0] + 1 > n:
+        raise _truncated()
+    if b[0] + 1 != n:
+        raise _trailing()
+    return tuple(b[1:])
 
 
-def _d_psk_modes(r: Reader, ctx: int) -> tuple[int, ...]:
-    return tuple(r.pull_list(1, 1, min_len=1))  # ke_modes<1..255> (§4.2.9)
+def _e_psk_modes(value: tuple[int, ...], ctx: int) -> bytes:
+    if len(value) > 0xFF:
+        raise ValueError("vector too long for its length prefix")
+    return bytes((len(value), *value))
 
 
-def _e_psk_modes(w: Writer, value: tuple[int, ...], ctx: int) -> None:
-    w.push_list(1, 1, value)
-
-
-def _d_offered_psks(r: Reader, ctx: int) -> OfferedPsks:
+def _d_offered_psks(b: bytes, ctx: int) -> OfferedPsks:
+    r = Reader(b)
     identities: list[PskIdentity] = []
     with r.pull_block(2, min_len=7) as ids:  # identities<7..2^16-1> (§4.2.11)
         while not ids.eof():
@@ -371,13 +507,16 @@ def _d_offered_psks(r: Reader, ctx: int) -> OfferedPsks:
     with r.pull_block(2, min_len=33) as bs:  # binders<33..2^16-1>
         while not bs.eof():
             binders.append(bs.pull_opaque(1, min_len=32))  # PskBinderEntry<32..255>
+    if not r.eof():
+        raise _trailing()
     if len(binders) != len(identities):
         # §4.2.11: one binder "for each value in the identities list"
         raise illegal_parameter("pre_shared_key: binder count differs from identity count")
     return OfferedPsks(tuple(identities), tuple(binders))
 
 
-def _e_offered_psks(w: Writer, value: OfferedPsks, ctx: int) -> None:
+def _e_offered_psks(value: OfferedPsks, ctx: int) -> bytes:
+    w = Writer()
     with w.push_block(2):
         for ident in value.identities:
             w.push_opaque(2, ident.identity)
@@ -385,103 +524,129 @@ def _e_offered_psks(w: Writer, value: OfferedPsks, ctx: int) -> None:
     with w.push_block(2):
         for binder in value.binders:
             w.push_opaque(1, binder)
+    return w.data()
 
 
-def _d_empty(r: Reader, ctx: int) -> bool:
-    return True  # struct {} -- trailing bytes are rejected by the enclosing block
+def _d_empty(b: bytes, ctx: int) -> bool:
+    if b:  # struct {}
+        raise _trailing()
+    return True
 
 
-def _e_empty(w: Writer, value: bool, ctx: int) -> None:
-    pass
+def _e_empty(value: bool, ctx: int) -> bytes:
+    return b""
 
 
-def _d_u32(r: Reader, ctx: int) -> int:
-    return r.pull_uint32()
+def _d_u32(b: bytes, ctx: int) -> int:
+    if len(b) != 4:
+        raise _truncated() if len(b) < 4 else _trailing()
+    return int(_U32.unpack(b)[0])
 
 
-def _e_u32(w: Writer, value: int, ctx: int) -> None:
-    w.push_uint32(value)
+def _e_u32(value: int, ctx: int) -> bytes:
+    return _U32.pack(value)
 
 
-def _d_alpn(r: Reader, ctx: int) -> tuple[bytes, ...]:
+def _d_alpn(b: bytes, ctx: int) -> tuple[bytes, ...]:
+    r = Reader(b)
     names: list[bytes] = []
     with r.pull_block(2, min_len=2) as lst:  # protocol_name_list<2..2^16-1> (RFC 7301 §3.1)
         while not lst.eof():
             names.append(lst.pull_opaque(1, min_len=1))  # ProtocolName<1..2^8-1>
+    if not r.eof():
+        raise _trailing()
     if ctx == _EE and len(names) != 1:
         # RFC 7301 §3.1: the server's list "MUST contain exactly one ProtocolName"
         raise decode_error("ALPN response must name exactly one protocol")
     return tuple(names)
 
 
-def _e_alpn(w: Writer, value: tuple[bytes, ...], ctx: int) -> None:
+def _e_alpn(value: tuple[bytes, ...], ctx: int) -> bytes:
+    w = Writer()
     with w.push_block(2):
         for name in value:
             w.push_opaque(1, name)
+    return w.data()
 
 
-def _d_record_size_limit(r: Reader, ctx: int) -> int:
-    limit = r.pull_uint16()
+def _d_record_size_limit(b: bytes, ctx: int) -> int:
+    if len(b) < 2:
+        raise _truncated()
+    limit = (b[0] << 8) | b[1]
     if limit < 64:
         # RFC 8449 §4: a value below 64 MUST be treated as a fatal illegal_parameter
         raise illegal_parameter("record_size_limit below 64")
+    if len(b) != 2:
+        raise _trailing()
     return limit
 
 
-def _d_padding(r: Reader, ctx: int) -> int:
-    body = r.pull_bytes(r.remaining)
-    if body.count(0) != len(body):  # RFC 7685 §3: extension_data is all zero bytes
+def _d_padding(b: bytes, ctx: int) -> int:
+    if b.count(0) != len(b):  # RFC 7685 §3: extension_data is all zero bytes
         raise decode_error("padding extension contains non-zero bytes")
-    return len(body)
+    return len(b)
 
 
-def _e_padding(w: Writer, value: int, ctx: int) -> None:
-    w.push_bytes(bytes(value))
+def _e_padding(value: int, ctx: int) -> bytes:
+    return bytes(value)
 
 
-def _d_raw(r: Reader, ctx: int) -> bytes:
-    return r.pull_bytes(r.remaining)
+def _d_raw(b: bytes, ctx: int) -> bytes:
+    return b
 
 
-def _e_raw(w: Writer, value: bytes, ctx: int) -> None:
-    w.push_bytes(value)
+def _e_raw(value: bytes, ctx: int) -> bytes:
+    return bytes(value)
 
 
-def _d_certificate_authorities(r: Reader, ctx: int) -> tuple[bytes, ...]:
+def _d_certificate_authorities(b: bytes, ctx: int) -> tuple[bytes, ...]:
+    r = Reader(b)
     names: list[bytes] = []
     with r.pull_block(2, min_len=3) as lst:  # authorities<3..2^16-1> (§4.2.4)
         while not lst.eof():
             names.append(lst.pull_opaque(2, min_len=1))  # DistinguishedName<1..2^16-1>
+    if not r.eof():
+        raise _trailing()
     return tuple(names)
 
 
-def _e_certificate_authorities(w: Writer, value: tuple[bytes, ...], ctx: int) -> None:
+def _e_certificate_authorities(value: tuple[bytes, ...], ctx: int) -> bytes:
+    w = Writer()
     with w.push_block(2):
         for name in value:
             w.push_opaque(2, name)
+    return w.data()
 
 
-def _d_connection_id(r: Reader, ctx: int) -> bytes:
-    return r.pull_opaque(1)  # RFC 9146 §3: opaque cid<0..2^8-1>
+def _d_connection_id(b: bytes, ctx: int) -> bytes:
+    # RFC 9146 §3: opaque cid<0..2^8-1>
+    if not b:
+        raise _truncated()
+    if b[0] + 1 > len(b):
+        raise _truncated()
+    if b[0] + 1 != len(b):
+        raise _trailing()
+    return b[1:]
 
 
-def _e_connection_id(w: Writer, value: bytes, ctx: int) -> None:
-    w.push_opaque(1, value)
+def _e_connection_id(value: bytes, ctx: int) -> bytes:
+    if len(value) > 0xFF:
+        raise ValueError("vector too long for its length prefix")
+    return bytes((len(value),)) + value
 
 
-def _d_oid_filters(r: Reader, ctx: int) -> bytes:
-    raw = r.pull_bytes(r.remaining)
-    check = Reader(raw)
+def _d_oid_filters(b: bytes, ctx: int) -> bytes:
+    check = Reader(b)
     with check.pull_block(2) as filters:  # OIDFilter filters<0..2^16-1> (§4.2.5)
         while not filters.eof():
             filters.pull_opaque(1, min_len=1)  # certificate_extension_oid<1..2^8-1>
             filters.pull_opaque(2)  # certificate_extension_values<0..2^16-1>
     check.expect_end()
-    return raw
+    return b
 
 
-_Decoder = Callable[[Reader, int], Any]
-_Encoder = Callable[[Writer, Any, int], None]
+_Decoder = Callable[[bytes, int], Any]
+_Encoder = Callable[[Any, int], bytes]
 
 _CODECS: dict[str, tuple[_Decoder, _Encoder]] = {
     "server_name": (_d_server_name, _e_server_name),
@@ -510,46 +675,135 @@ _CODECS: dict[str, tuple[_Decoder, _Encoder]] = {
 }
 
 
+# --- per-context tables, computed once ---------------------------------------------------------
+
+
+class _Spec:
+    """Everything the block codecs need for one message context, precomputed."""
+
+    __slots__ = (
+        "canonical",
+        "decoders",
+        "disallowed",
+        "disallowed_absent",
+        "fields",
+        "min_block",
+        "not_allowed",
+        "response",
+        "values",
+        "where",
+    )
+
+    def __init__(self, ctx: int) -> None:
+        fields = _CONTEXT_FIELDS[ctx]
+        self.where = _CONTEXT_NAMES[ctx]
+        self.fields = fields
+        self.min_block = _MIN_BLOCK.get(ctx, 0)
+        self.response = ctx in _RESPONSES
+        # ext type -> (field, decoder)
+        self.decoders = {t: (f, _CODECS[f][0]) for t, f in fields.items()}
+        # Recognised types the §4.2 table forbids in this message.
+        self.not_allowed = frozenset(t for t, where in _ALLOWED.items() if ctx not in where)
+        allowed_fields = set(fields.values())
+        disallowed = [f for f in _ALL_FIELDS if f not in allowed_fields]
+        # One getter call and one tuple comparison check every field this message cannot
+        # carry against its default (None, or False for the two empty-bodied flags).
+        self.disallowed = _tuple_getter(disallowed)
+        self.disallowed_absent = tuple(False if f in _BOOL_FIELDS else None for f in disallowed)
+        # The message's own fields, in canonical wire order: ascending code points, with
+        # pre_shared_key last (§4.2.11 for the ClientHello; canonical elsewhere too).
+        ordered = sorted(fields.items(), key=lambda item: (item[0] == _PSK, item[0]))
+        self.values = _tuple_getter([f for _, f in ordered])
+        self.canonical = tuple((t, f in _BOOL_FIELDS, _CODECS[f][1]) for t, f in ordered)
+
+
+def _tuple_getter(names: list[str]) -> Callable[[Extensions], tuple[Any, ...]]:
+    """``attrgetter`` that returns a tuple whatever the number of names."""
+    if len(names) == 1:
+        getter = operator.attrgetter(names[0])
+        return lambda ext: (getter(ext),)
+    if not names:
+        return lambda ext: ()
+    return operator.attrgetter(*names)
+
+
+_SPECS: dict[int, _Spec] = {ctx: _Spec(ctx) for ctx in _CONTEXT_FIELDS}
+
+# Extensions instances are built without dataclass.__init__ when decoding: the generated
+# frozen __init__ stores 25 fields through object.__setattr__ (several µs per message).
+_EXT_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Extensions)}
+_new_object = object.__new__
+
+
+def _make_extensions(values: dict[str, Any]) -> Extensions:
+    ext = _new_object(Extensions)
+    state = ext.__dict__
+    state.update(_EXT_DEFAULTS)
+    state.update(values)
+    return ext
+
+
 # --- the extensions block ------------------------------------------------------------------
 
 
 def decode_extensions(r: Reader, msg_type: int, *, hrr: bool = False) -> Extensions:
     """Read ``Extension extensions<..>`` (with its length prefix) for ``msg_type``."""
     ctx = _context(msg_type, hrr)
-    fields = _CONTEXT_FIELDS[ctx]
-    where = _CONTEXT_NAMES[ctx]
+    spec = _SPECS[ctx]
+    data, pos, end = r.take_block(2, spec.min_block)
+    if type(data) is not bytes:
+        data = bytes(data[pos:end])
+        pos, end = 0, len(data)
+    where = spec.where
+    decoders = spec.decoders
+    not_allowed = spec.not_allowed
     values: dict[str, Any] = {}
     unknown: list[tuple[int, bytes]] = []
     order: list[int] = []
-    seen: set[int] = set()
-    with r.pull_block(2, _MIN_BLOCK.get(ctx, 0)) as block:
-        while not block.eof():
-            ext_type = block.pull_uint16()
-            if ext_type in seen:
-                # §4.2: "There MUST NOT be more than one extension of the same type"
-                raise illegal_parameter(f"duplicate extension {ext_type} in {where}")
-            if ctx == _CH and order and order[-1] == _E.pre_shared_key:
-                raise illegal_parameter("pre_shared_key is not the last extension (§4.2.11)")
-            seen.add(ext_type)
-            order.append(ext_type)
-            with block.pull_block(2) as body:
-                allowed = _ALLOWED.get(ext_type)
-                if allowed is not None and ctx not in allowed:
-                    # §4.2: a recognised extension in a message not listed for it
-                    raise illegal_parameter(f"extension {ext_type} is not allowed in {where}")
-                field = fields.get(ext_type)
-                if field is None:
-                    if ctx in _RESPONSES:
-                        raise HandshakeError(
-                            AlertDescription.unsupported_extension,
-                            f"unsolicited extension {ext_type} in {where}",
-                        )
-                    # Unrecognised (or recognised, allowed, but not modelled): ignored, kept
-                    # verbatim (RFC 8446 §4.1.2 "Servers MUST ignore unrecognized extensions").
-                    unknown.append((ext_type, body.pull_bytes(body.remaining)))
-                    continue
-                values[field] = _CODECS[field][0](body, ctx)
-    return Extensions(**values, unknown=tuple(unknown), order=tuple(order))
+    unpack = _EXT_HEAD.unpack_from
+    while pos < end:
+        if end - pos < 2:
+            raise _truncated()
+        ext_type = (data[pos] << 8) | data[pos + 1]
+        if ext_type in order:
+            # §4.2: "There MUST NOT be more than one extension of the same type"
+            raise illegal_parameter(f"duplicate extension {ext_type} in {where}")
+        if ctx == _CH and order and order[-1] == _PSK:
+            raise illegal_parameter("pre_shared_key is not the last extension (§4.2.11)")
+        order.append(ext_type)
+        if end - pos < 4:
+            raise _truncated()
+        length = unpack(data, pos)[1]
+        pos += 4
+        stop = pos + length
+        if stop > end:
+            raise _truncated()
+        if ext_type in not_allowed:
+            # §4.2: a recognised extension in a message not listed for it
+            raise illegal_parameter(f"extension {ext_type} is not allowed in {where}")
+        body = data[pos:stop]
+        pos = stop
+        codec = decoders.get(ext_type)
+        if codec is None:
+            if spec.response:
+                raise HandshakeError(
+                    AlertDescription.unsupported_extension,
+                    f"unsolicited extension {ext_type} in {where}",
+                )
+            # Unrecognised (or recognised, allowed, but not modelled): ignored, kept
+            # verbatim (RFC 8446 §4.1.2 "Servers MUST ignore unrecognized extensions").
+            unknown.append((ext_type, body))
+            continue
+        values[codec[0]] = codec[1](body, ctx)
+    values["unknown"] = tuple(unknown)
+    values["order"] = tuple(order)
+    return _make_extensions(values)
+
+
+# Wire orders computed by _wire_order for (context, recorded order, present types): servers
+# send the same few shapes over and over.
+_ORDER_CACHE: dict[tuple[int, tuple[int, ...], tuple[int, ...]], tuple[int, ...]] = {}
+_ORDER_CACHE_MAX = 256
 
 
 def _wire_order(ext: Extensions, ctx: int, typed: list[int]) -> list[int]:
@@ -569,10 +823,10 @@ def _wire_order(ext: Extensions, ctx: int, typed: list[int]) -> list[int]:
         if ext_type not in done:
             sequence.append(ext_type)
             done.add(ext_type)
-    if _E.pre_shared_key in typed and (ctx == _CH or not ext.order):
+    if _PSK in typed and (ctx == _CH or not ext.order):
         # §4.2.11: MUST be the last extension in the ClientHello (canonical elsewhere too)
-        sequence.remove(_E.pre_shared_key)
-        sequence.append(_E.pre_shared_key)
+        sequence.remove(_PSK)
+        sequence.append(_PSK)
     return sequence
 
 
@@ -583,23 +837,63 @@ def encode_extensions(w: Writer, ext: Extensions, msg_type: int, *, hrr: bool = 
     build deliberately malformed messages). A typed field that cannot appear in ``msg_type``
     is a programming error (ValueError).
     """
+    w.push_bytes(extensions_block(ext, msg_type, hrr=hrr))
+
+
+def extensions_block(ext: Extensions, msg_type: int, *, hrr: bool = False) -> bytes:
+    """The encoded extensions vector (length prefix included), see encode_extensions."""
     ctx = _context(msg_type, hrr)
-    fields = _CONTEXT_FIELDS[ctx]
-    allowed_fields = set(fields.values())
-    for field in _ALL_FIELDS:
-        if field not in allowed_fields and _present(ext, field):
-            raise ValueError(f"{field} cannot be sent in {_CONTEXT_NAMES[ctx]}")
-    typed = [t for t, f in fields.items() if _present(ext, f)]
-    raw: dict[int, list[bytes]] = {}
-    for ext_type, body in ext.unknown:
-        raw.setdefault(ext_type, []).append(body)
-    with w.push_block(2):
-        for ext_type in _wire_order(ext, ctx, typed):
-            name = fields.get(ext_type)
-            if name is not None and _present(ext, name):
-                w.push_uint16(ext_type)
-                with w.push_block(2):
-                    _CODECS[name][1](w, getattr(ext, name), ctx)
-            for body in raw.get(ext_type, ()):
-                w.push_uint16(ext_type)
-                w.push_opaque(2, body)
+    spec = _SPECS[ctx]
+    if spec.disallowed(ext) != spec.disallowed_absent:
+        allowed = set(spec.fields.values())
+        for field in _ALL_FIELDS:
+            if field not in allowed and _present(ext, field):
+                raise ValueError(f"{field} cannot be sent in {spec.where}")
+    values = spec.values(ext)
+    parts: list[bytes] = []
+    head = _EXT_HEAD.pack
+    if not ext.order and not ext.unknown:
+        # Canonical order, the common case for messages we build ourselves.
+        for (ext_type, is_bool, encode), value in zip(spec.canonical, values, strict=True):
+            if value is None or (is_bool and not value):
+                continue
+            body = encode(value, ctx)
+            if len(body) > 0xFFFF:
+                raise ValueError("vector too long for its length prefix")
+            parts.append(head(ext_type, len(body)))
+            parts.append(body)
+    else:
+        present = {
+            ext_type: (value, encode)
+            for (ext_type, is_bool, encode), value in zip(spec.canonical, values, strict=True)
+            if not (value is None or (is_bool and not value))
+        }
+        typed = list(present)
+        key = (ctx, ext.order, tuple(typed))
+        sequence = _ORDER_CACHE.get(key) if not ext.unknown else None
+        if sequence is None:
+            sequence = tuple(_wire_order(ext, ctx, typed))
+            if not ext.unknown:
+                if len(_ORDER_CACHE) >= _ORDER_CACHE_MAX:
+                    _ORDER_CACHE.clear()
+                _ORDER_CACHE[key] = sequence
+        raw: dict[int, list[bytes]] = {}
+        for ext_type, raw_body in ext.unknown:
+            raw.setdefault(ext_type, []).append(raw_body)
+        for ext_type in sequence:
+            item = present.get(ext_type)
+            if item is not None:
+                body = item[1](item[0], ctx)
+                if len(body) > 0xFFFF:
+                    raise ValueError("vector too long for its length prefix")
+                parts.append(head(ext_type, len(body)))
+                parts.append(body)
+            for raw_body in raw.get(ext_type, ()):
+                if len(raw_body) > 0xFFFF:
+                    raise ValueError("vector too long for its length prefix")
+                parts.append(head(ext_type, len(raw_body)))
+                parts.append(bytes(raw_body))
+    block = b"".join(parts)
+    if len(block) > 0xFFFF:
+        raise ValueError("vector too long for its length prefix")
+    return _U16.pack(len(block)) + block

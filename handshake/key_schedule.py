@@ -48,6 +48,33 @@ def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
     return hmac.digest(salt, ikm, hash_name)
 
 
+# HkdfLabel up to its context, per (label, length, dtls): the few labels of §7.1/§7.3 recur
+# in every handshake. Empty-context labels (keys, IVs, "finished", "traffic upd") are cached
+# whole.
+_LABEL_CACHE: dict[tuple[bytes, int, bool], bytes] = {}
+_EMPTY_CONTEXT_CACHE: dict[tuple[bytes, int, bool], bytes] = {}
+_CACHE_MAX = 256
+_LENGTH_BYTE = tuple(bytes((n,)) for n in range(256))
+
+
+def _hkdf_label_head(label: bytes, length: int, dtls: bool) -> bytes:
+    full_label = (_DTLS_PREFIX if dtls else _TLS_PREFIX) + label
+    if len(full_label) > 255:
+        raise ValueError("HkdfLabel label and context are limited to 255 bytes")
+    # struct HkdfLabel { uint16 length; opaque label<7..255>; opaque context<0..255>; }
+    return _HKDF_LABEL_HEAD.pack(length, len(full_label)) + full_label
+
+
+def _cached(cache: dict[tuple[bytes, int, bool], bytes], key: tuple[bytes, int, bool]) -> bytes:
+    value = _hkdf_label_head(*key)
+    if cache is _EMPTY_CONTEXT_CACHE:
+        value += b"\x00"
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()  # only reachable with many distinct exporter labels
+    cache[key] = value
+    return value
+
+
 def hkdf_expand_label(
     hash_name: str,
     secret: bytes,
@@ -58,17 +85,18 @@ def hkdf_expand_label(
     dtls: bool = False,
 ) -> bytes:
     """RFC 8446 §7.1 HKDF-Expand-Label; DTLS uses the "dtls13" prefix (RFC 9147 §5.9)."""
-    full_label = (_DTLS_PREFIX if dtls else _TLS_PREFIX) + label
-    if len(full_label) > 255 or len(context) > 255:
-        raise ValueError("HkdfLabel label and context are limited to 255 bytes")
-    # struct HkdfLabel { uint16 length; opaque label<7..255>; opaque context<0..255>; }
-    info = (
-        _HKDF_LABEL_HEAD.pack(length, len(full_label))
-        + full_label
-        + bytes((len(context),))
-        + context
-    )
-    return HKDFExpand(_hash(hash_name), length, info).derive(secret)
+    algorithm = _HASHES.get(hash_name)
+    if algorithm is None:
+        raise ValueError(f"unsupported hash {hash_name!r}")
+    key = (label, length, dtls)
+    if context:
+        if len(context) > 255:
+            raise ValueError("HkdfLabel label and context are limited to 255 bytes")
+        head = _LABEL_CACHE.get(key) or _cached(_LABEL_CACHE, key)
+        info = head + _LENGTH_BYTE[len(context)] + context
+    else:
+        info = _EMPTY_CONTEXT_CACHE.get(key) or _cached(_EMPTY_CONTEXT_CACHE, key)
+    return HKDFExpand(algorithm, length, info).derive(secret)
 
 
 def derive_secret(
@@ -80,7 +108,7 @@ def derive_secret(
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TrafficKeys:
     key: bytes
     iv: bytes
@@ -103,6 +131,16 @@ class KeySchedule:
     the transcript hash the RFC names for it. Calling a stage's derivations before entering
     that stage is a programming error (``RuntimeError``), never a peer error.
     """
+
+    __slots__ = (
+        "_hash_name",
+        "_zeros",
+        "dtls",
+        "early_secret",
+        "handshake_secret",
+        "master_secret",
+        "suite",
+    )
 
     def __init__(self, suite: CipherSuite, *, dtls: bool = False) -> None:
         self.suite = suite

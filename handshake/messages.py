@@ -8,9 +8,10 @@ Messages are frozen dataclasses; :func:`encode_message` produces the TLS-form me
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 from .alerts import AlertDescription, HandshakeError, decode_error, illegal_parameter
 from .buffer import Reader, Writer
@@ -23,6 +24,7 @@ from .extensions import (
     PskIdentity,
     decode_extensions,
     encode_extensions,
+    extensions_block,
 )
 
 __all__ = [
@@ -66,6 +68,17 @@ _TLS12 = 0x0303  # legacy_version of TLS 1.3 hellos (RFC 8446 §4.1.2)
 _DTLS12 = 0xFEFD  # legacy_version of DTLS 1.3 hellos (RFC 9147 §5.3, §5.4)
 _TLS13 = 0x0304
 _DTLS13 = 0xFEFC
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_EXT_HEAD = struct.Struct("!HH")
+_SUITE_AND_COMPRESSION = struct.Struct("!HB")
+_SUPPORTED_VERSIONS = int(ExtensionType.supported_versions)
+_CH = int(HandshakeType.client_hello)
+_SH = int(HandshakeType.server_hello)
+_EE = int(HandshakeType.encrypted_extensions)
+_CR = int(HandshakeType.certificate_request)
+_CT = int(HandshakeType.certificate)
 
 
 @dataclass(frozen=True)
@@ -186,16 +199,44 @@ HandshakeMessage: TypeAlias = (
 )
 
 
+_M = TypeVar("_M")
+_new_object = object.__new__
+
+
+def _new_message(cls: type[_M], **fields: Any) -> _M:
+    """A decoded message without the dataclass __init__: a frozen dataclass stores each
+    field through object.__setattr__, which costs more than the parsing on hot paths. Every
+    field must be given."""
+    msg = _new_object(cls)
+    msg.__dict__.update(fields)
+    return msg
+
+
 # --- encoding --------------------------------------------------------------------------------
 
 
-def _push_random(w: Writer, random: bytes) -> None:
+def _check_random(random: bytes) -> bytes:
     if len(random) != 32:
         raise ValueError("random must be 32 bytes")
-    w.push_bytes(random)
+    return random
 
 
-def _e_client_hello(m: ClientHello, w: Writer, dtls: bool) -> None:
+def _opaque8(data: bytes) -> bytes:
+    if len(data) > 0xFF:
+        raise ValueError("vector too long for its length prefix")
+    return bytes((len(data),)) + data
+
+
+def _u16_list(values: tuple[int, ...]) -> bytes:
+    if len(values) > 0x7FFF:
+        raise ValueError("vector too long for its length prefix")
+    return _U16.pack(2 * len(values)) + struct.pack(f"!{len(values)}H", *values)
+
+
+# Each encoder returns the message body; encode_message adds the 4-byte header.
+
+
+def _e_client_hello(m: ClientHello, dtls: bool) -> bytes:
     version = m.legacy_version
     cookie = m.legacy_cookie
     if dtls:
@@ -205,82 +246,102 @@ def _e_client_hello(m: ClientHello, w: Writer, dtls: bool) -> None:
             cookie = b""
     elif cookie is not None:
         raise ValueError("legacy_cookie exists only in the DTLS ClientHello (RFC 9147 §5.3)")
-    w.push_uint16(version)
-    _push_random(w, m.random)
-    w.push_opaque(1, m.legacy_session_id)
-    if cookie is not None:
-        w.push_opaque(1, cookie)
-    w.push_list(2, 2, m.cipher_suites)
-    w.push_opaque(1, m.legacy_compression_methods)
-    encode_extensions(w, m.extensions, HandshakeType.client_hello)
+    return b"".join(
+        (
+            _U16.pack(version),
+            _check_random(m.random),
+            _opaque8(m.legacy_session_id),
+            b"" if cookie is None else _opaque8(cookie),
+            _u16_list(m.cipher_suites),
+            _opaque8(m.legacy_compression_methods),
+            extensions_block(m.extensions, _CH),
+        )
+    )
 
 
-def _e_server_hello(m: ServerHello, w: Writer, dtls: bool) -> None:
+def _e_server_hello(m: ServerHello, dtls: bool) -> bytes:
     version = m.legacy_version
     if dtls and version == _TLS12:
         version = _DTLS12
-    w.push_uint16(version)
-    _push_random(w, m.random)
-    w.push_opaque(1, m.legacy_session_id_echo)
-    w.push_uint16(m.cipher_suite)
-    w.push_uint8(m.legacy_compression_method)
-    encode_extensions(w, m.extensions, HandshakeType.server_hello, hrr=m.is_hello_retry_request)
+    return b"".join(
+        (
+            _U16.pack(version),
+            _check_random(m.random),
+            _opaque8(m.legacy_session_id_echo),
+            _SUITE_AND_COMPRESSION.pack(m.cipher_suite, m.legacy_compression_method),
+            extensions_block(m.extensions, _SH, hrr=m.is_hello_retry_request),
+        )
+    )
 
 
-def _e_encrypted_extensions(m: EncryptedExtensions, w: Writer, dtls: bool) -> None:
-    encode_extensions(w, m.extensions, HandshakeType.encrypted_extensions)
+def _e_encrypted_extensions(m: EncryptedExtensions, dtls: bool) -> bytes:
+    return extensions_block(m.extensions, _EE)
 
 
-def _e_certificate_request(m: CertificateRequest, w: Writer, dtls: bool) -> None:
-    w.push_opaque(1, m.certificate_request_context)
-    encode_extensions(w, m.extensions, HandshakeType.certificate_request)
+def _e_certificate_request(m: CertificateRequest, dtls: bool) -> bytes:
+    return _opaque8(m.certificate_request_context) + extensions_block(m.extensions, _CR)
 
 
-def _e_certificate(m: Certificate, w: Writer, dtls: bool) -> None:
-    w.push_opaque(1, m.certificate_request_context)
-    with w.push_block(3):
-        for entry in m.entries:
-            w.push_opaque(3, entry.cert_data)
-            encode_extensions(w, entry.extensions, HandshakeType.certificate)
+def _e_certificate(m: Certificate, dtls: bool) -> bytes:
+    parts: list[bytes] = []
+    for entry in m.entries:
+        cert = entry.cert_data
+        if len(cert) >= 1 << 24:
+            raise ValueError("vector too long for its length prefix")
+        parts.append(len(cert).to_bytes(3, "big"))
+        parts.append(cert)
+        parts.append(extensions_block(entry.extensions, _CT))
+    entries = b"".join(parts)
+    if len(entries) >= 1 << 24:
+        raise ValueError("vector too long for its length prefix")
+    return b"".join(
+        (_opaque8(m.certificate_request_context), len(entries).to_bytes(3, "big"), entries)
+    )
 
 
-def _e_certificate_verify(m: CertificateVerify, w: Writer, dtls: bool) -> None:
-    w.push_uint16(m.algorithm)
-    w.push_opaque(2, m.signature)
+def _e_certificate_verify(m: CertificateVerify, dtls: bool) -> bytes:
+    signature = m.signature
+    if len(signature) > 0xFFFF:
+        raise ValueError("vector too long for its length prefix")
+    return _EXT_HEAD.pack(m.algorithm, len(signature)) + signature
 
 
-def _e_finished(m: Finished, w: Writer, dtls: bool) -> None:
-    w.push_bytes(m.verify_data)
+def _e_finished(m: Finished, dtls: bool) -> bytes:
+    return bytes(m.verify_data)
 
 
-def _e_new_session_ticket(m: NewSessionTicket, w: Writer, dtls: bool) -> None:
+def _e_new_session_ticket(m: NewSessionTicket, dtls: bool) -> bytes:
+    w = Writer()
     w.push_uint32(m.ticket_lifetime)
     w.push_uint32(m.ticket_age_add)
     w.push_opaque(1, m.ticket_nonce)
     w.push_opaque(2, m.ticket)
     encode_extensions(w, m.extensions, HandshakeType.new_session_ticket)
+    return w.data()
 
 
-def _e_end_of_early_data(m: EndOfEarlyData, w: Writer, dtls: bool) -> None:
-    pass
+def _e_end_of_early_data(m: EndOfEarlyData, dtls: bool) -> bytes:
+    return b""
 
 
-def _e_key_update(m: KeyUpdate, w: Writer, dtls: bool) -> None:
-    w.push_uint8(m.request_update)
+def _e_key_update(m: KeyUpdate, dtls: bool) -> bytes:
+    return bytes((m.request_update,))
 
 
-def _e_request_connection_id(m: RequestConnectionId, w: Writer, dtls: bool) -> None:
-    w.push_uint8(m.num_cids)
+def _e_request_connection_id(m: RequestConnectionId, dtls: bool) -> bytes:
+    return bytes((m.num_cids,))
 
 
-def _e_new_connection_id(m: NewConnectionId, w: Writer, dtls: bool) -> None:
+def _e_new_connection_id(m: NewConnectionId, dtls: bool) -> bytes:
+    w = Writer()
     with w.push_block(2):
         for cid in m.cids:
             w.push_opaque(1, cid)
     w.push_uint8(m.usage)
+    return w.data()
 
 
-_ENCODERS: dict[type, Callable[[Any, Writer, bool], None]] = {
+_ENCODERS: dict[type, Callable[[Any, bool], bytes]] = {
     ClientHello: _e_client_hello,
     ServerHello: _e_server_hello,
     EncryptedExtensions: _e_encrypted_extensions,
@@ -303,11 +364,11 @@ def encode_message(msg: HandshakeMessage, *, dtls: bool = False) -> bytes:
     ClientHello gets its ``legacy_cookie`` field (empty when ``None``), RFC 9147 §5.3/§5.4.
     The 12-byte DTLS handshake header is the record layer's business.
     """
-    w = Writer()
-    w.push_uint8(msg.msg_type)
-    with w.push_block(3):
-        _ENCODERS[type(msg)](msg, w, dtls)
-    return w.data()
+    body = _ENCODERS[type(msg)](msg, dtls)
+    n = len(body)
+    if n >= 1 << 24:
+        raise ValueError("vector too long for its length prefix")
+    return _U32.pack((msg.msg_type << 24) | n) + body
 
 
 # --- decoding --------------------------------------------------------------------------------
@@ -320,13 +381,58 @@ def _pull_session_id(r: Reader) -> bytes:
     return sid
 
 
+def _truncated() -> HandshakeError:
+    return decode_error("truncated structure")
+
+
 def _d_client_hello(r: Reader, dtls: bool, hash_len: int) -> ClientHello:
-    legacy_version = r.pull_uint16()
-    random = r.pull_bytes(32)
-    session_id = _pull_session_id(r)
-    cookie = r.pull_opaque(1) if dtls else None  # RFC 9147 §5.3 legacy_cookie<0..2^8-1>
-    suites = tuple(r.pull_list(2, 2, min_len=2))  # cipher_suites<2..2^16-2>
-    compression = r.pull_opaque(1, min_len=1)  # legacy_compression_methods<1..2^8-1>
+    # The fixed part is parsed with slices (decode_message hands over bytes); the checks and
+    # their order are those of the Reader calls they replace.
+    data, pos, end = r.span()
+    if end - pos < 35:  # legacy_version, random, legacy_session_id length
+        raise _truncated()
+    legacy_version = (data[pos] << 8) | data[pos + 1]
+    random = bytes(data[pos + 2 : pos + 34])
+    n = data[pos + 34]
+    pos += 35
+    if pos + n > end:
+        raise _truncated()
+    if n > 32:  # legacy_session_id<0..32> (§4.1.2)
+        raise decode_error("legacy_session_id longer than 32 bytes")
+    session_id = bytes(data[pos : pos + n])
+    pos += n
+    cookie: bytes | None = None
+    if dtls:  # RFC 9147 §5.3 legacy_cookie<0..2^8-1>
+        if pos >= end:
+            raise _truncated()
+        n = data[pos]
+        pos += 1
+        if pos + n > end:
+            raise _truncated()
+        cookie = bytes(data[pos : pos + n])
+        pos += n
+    if end - pos < 2:  # cipher_suites<2..2^16-2>
+        raise _truncated()
+    n = (data[pos] << 8) | data[pos + 1]
+    pos += 2
+    if n < 2:
+        raise decode_error("vector shorter than its minimum of 2")
+    if pos + n > end:
+        raise _truncated()
+    if n & 1:
+        raise decode_error("vector length is not a multiple of its element size")
+    suites: tuple[int, ...] = struct.unpack_from(f"!{n >> 1}H", data, pos)
+    pos += n
+    if pos >= end:  # legacy_compression_methods<1..2^8-1>
+        raise _truncated()
+    n = data[pos]
+    pos += 1
+    if n < 1:
+        raise decode_error("vector shorter than its minimum of 1")
+    if pos + n > end:
+        raise _truncated()
+    compression = bytes(data[pos : pos + n])
+    r.seek(pos + n)
     if r.eof():
         # §4.1.2: a ClientHello without extensions is TLS 1.2 or older; it cannot carry
         # supported_versions, so TLS 1.3 cannot be negotiated (Appendix D).
@@ -343,7 +449,8 @@ def _d_client_hello(r: Reader, dtls: bool, hash_len: int) -> ClientHello:
             raise illegal_parameter("legacy_compression_methods must be [0] (§4.1.2)")
         if cookie:
             raise illegal_parameter("DTLS 1.3 legacy_cookie must be empty (RFC 9147 §5.3)")
-    return ClientHello(
+    return _new_message(
+        ClientHello,
         random=random,
         legacy_session_id=session_id,
         cipher_suites=suites,
@@ -360,12 +467,16 @@ def _has_supported_versions(body: bytes | memoryview, start: int) -> bool:
     if r.eof():
         return False
     found = False
-    # The block must be read to its end: leaving the ``with`` early fails its length check.
-    with r.pull_block(2) as block:
-        while not block.eof():
-            ext_type = block.pull_uint16()
-            block.pull_opaque(2)
-            found = found or ext_type == ExtensionType.supported_versions
+    # The block must be walked to its end: a malformed block is a decode_error here too.
+    data, pos, end = r.take_block(2)
+    while pos < end:
+        if end - pos < 4:
+            raise decode_error("truncated structure")
+        ext_type, length = _EXT_HEAD.unpack_from(data, pos)
+        pos += 4 + length
+        if pos > end:
+            raise decode_error("truncated structure")
+        found = found or ext_type == _SUPPORTED_VERSIONS
     return found
 
 
@@ -388,7 +499,8 @@ def _d_server_hello(r: Reader, dtls: bool, hash_len: int, body: bytes | memoryvi
     if compression != 0:
         raise illegal_parameter("legacy_compression_method must be 0 (§4.1.3)")
     ext = decode_extensions(r, HandshakeType.server_hello, hrr=hrr)
-    return ServerHello(
+    return _new_message(
+        ServerHello,
         random=random,
         legacy_session_id_echo=session_id,
         cipher_suite=suite,
@@ -399,7 +511,9 @@ def _d_server_hello(r: Reader, dtls: bool, hash_len: int, body: bytes | memoryvi
 
 
 def _d_encrypted_extensions(r: Reader, dtls: bool, hash_len: int) -> EncryptedExtensions:
-    return EncryptedExtensions(decode_extensions(r, HandshakeType.encrypted_extensions))
+    return _new_message(
+        EncryptedExtensions, extensions=decode_extensions(r, HandshakeType.encrypted_extensions)
+    )
 
 
 def _d_certificate_request(r: Reader, dtls: bool, hash_len: int) -> CertificateRequest:
@@ -427,13 +541,13 @@ def _d_certificate(r: Reader, dtls: bool, hash_len: int) -> Certificate:
 
 def _d_certificate_verify(r: Reader, dtls: bool, hash_len: int) -> CertificateVerify:
     algorithm = r.pull_uint16()
-    return CertificateVerify(algorithm, r.pull_opaque(2))
+    return _new_message(CertificateVerify, algorithm=algorithm, signature=r.pull_opaque(2))
 
 
 def _d_finished(r: Reader, dtls: bool, hash_len: int) -> Finished:
     if r.remaining != hash_len:  # verify_data[Hash.length] (§4.4.4)
         raise decode_error(f"Finished is {r.remaining} bytes, expected {hash_len}")
-    return Finished(r.pull_bytes(hash_len))
+    return _new_message(Finished, verify_data=r.pull_bytes(hash_len))
 
 
 def _d_new_session_ticket(r: Reader, dtls: bool, hash_len: int) -> NewSessionTicket:
@@ -490,6 +604,20 @@ _DECODERS: dict[int, _Decoder] = {
 _DTLS_ONLY = frozenset({HandshakeType.request_connection_id, HandshakeType.new_connection_id})
 
 
+def _server_hello_placeholder(r: Reader, dtls: bool, hash_len: int) -> HandshakeMessage:
+    raise AssertionError("decode_message parses ServerHello itself")  # pragma: no cover
+
+
+# What each protocol accepts (int keys: lookups with plain ints, no enum hashing): DTLS has
+# no EndOfEarlyData (RFC 9147 §5.6); request/new_connection_id are DTLS-only (§9).
+_TLS_DECODERS: dict[int, _Decoder] = {
+    int(t): d for t, d in _DECODERS.items() if t not in _DTLS_ONLY
+} | {_SH: _server_hello_placeholder}
+_DTLS_DECODERS: dict[int, _Decoder] = {
+    int(t): d for t, d in _DECODERS.items() if t != HandshakeType.end_of_early_data
+} | {_SH: _server_hello_placeholder}
+
+
 def decode_message(
     msg_type: int, body: bytes | memoryview, *, dtls: bool = False, hash_len: int = 32
 ) -> HandshakeMessage:
@@ -500,20 +628,19 @@ def decode_message(
     request/new_connection_id exist only in DTLS (RFC 9147 §9), and DTLS 1.3 has no
     EndOfEarlyData (RFC 9147 §5.6).
     """
-    if (
-        (msg_type in _DTLS_ONLY and not dtls)
-        or (msg_type == HandshakeType.end_of_early_data and dtls)
-        or (msg_type not in _DECODERS and msg_type != HandshakeType.server_hello)
-    ):
+    decoder = (_DTLS_DECODERS if dtls else _TLS_DECODERS).get(msg_type)
+    if decoder is None:
         raise HandshakeError(
             AlertDescription.unexpected_message, f"unexpected handshake type {msg_type}"
         )
+    if type(body) is not bytes:
+        body = bytes(body)  # one copy; every field below is then a cheap bytes slice
     r = Reader(body)
     msg: HandshakeMessage
-    if msg_type == HandshakeType.server_hello:
+    if msg_type == _SH:
         msg = _d_server_hello(r, dtls, hash_len, body)
     else:
-        msg = _DECODERS[msg_type](r, dtls, hash_len)
+        msg = decoder(r, dtls, hash_len)
     r.expect_end()
     return msg
 

@@ -7,6 +7,22 @@
     python -m protocol demo
     python -m protocol make-certs DIR
 
+Resumption and 0-RTT (RFC 8446 §2.2, §2.3): the server issues ``--tickets N`` tickets per
+connection and takes up to ``--max-early-data N`` bytes of 0-RTT data; the client keeps them
+with ``--sess-out FILE`` and resumes with ``--sess-in FILE`` (a session file keyed by server
+name and port; each session is used once, so ``--sess-in F --sess-out F`` keeps going), and
+``--early-data TEXT`` goes as 0-RTT data when the session allows it:
+
+    python -m protocol server --listen :4433 --cert s.pem --key s.key --max-early-data 16384
+    python -m protocol client 127.0.0.1:4433 --cafile ca.pem --sess-out s.json
+    python -m protocol client 127.0.0.1:4433 --cafile ca.pem --sess-in s.json \
+        --sess-out s.json --early-data hello --summary-json out.json
+
+External PSKs (certificate-less; ``--psk-only`` refuses anything else and uses psk_ke):
+
+    python -m protocol server --listen :4433 --psk-identity id --psk 00112233... --psk-only
+    python -m protocol client 127.0.0.1:4433 --psk-identity id --psk 00112233... --psk-modes psk_ke
+
 The server answers concurrently (asyncio) until killed, or one connection with ``--once``, and
 prints one line per connection to stderr. The client sends ``--send`` after the handshake,
 prints what comes back until the peer closes or ``--timeout`` seconds pass quietly, then sends
@@ -30,7 +46,6 @@ import asyncio
 import contextlib
 import html
 import json
-import select
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -39,10 +54,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from handshake.alerts import AlertDescription
+from handshake.psk import ExternalPsk, Session, parse_psk_modes
+from handshake.tickets import TicketKeyRing
 
 from .config import ClientConfig, ServerConfig, parse_cipher_suites, parse_groups
 from .errors import ConnectionStateError, ProtocolError
 from .events import HandshakeComplete
+from .sessions import FileSessionStore
 from .trace import JsonLinesTrace
 from .transport_asyncio import TLSStreamReader, TLSStreamWriter, start_server
 from .transport_blocking import TLSEOFError, TLSSocket, wrap_client
@@ -187,6 +205,31 @@ def _validate_names(args: argparse.Namespace) -> None:
         parse_cipher_suites(_split(args.ciphers))
     except (ValueError, KeyError) as exc:
         raise CLIError(f"invalid --ciphers: {_strip_quotes(exc)}") from exc
+    try:
+        parse_psk_modes(_split(args.psk_modes))
+    except ValueError as exc:
+        raise CLIError(f"invalid --psk-modes: {exc}") from exc
+
+
+def external_psk(args: argparse.Namespace) -> ExternalPsk | None:
+    """``--psk-identity ID --psk HEX`` (RFC 8446 §2.2; SHA-256, as OpenSSL, GnuTLS and
+    wolfSSL use for a bare key), or None."""
+    if args.psk is None and args.psk_identity is None:
+        return None
+    if args.psk is None or args.psk_identity is None:
+        raise CLIError("invalid configuration: --psk-identity and --psk go together")
+    try:
+        key = bytes.fromhex(args.psk)
+    except ValueError:
+        raise CLIError("invalid --psk: expected the key in hex") from None
+    try:
+        return ExternalPsk(identity=args.psk_identity.encode(), key=key)
+    except ValueError as exc:
+        raise CLIError(f"invalid --psk: {exc}") from exc
+
+
+def _psk_modes(args: argparse.Namespace, default: tuple[str, ...]) -> tuple[str, ...]:
+    return _split(args.psk_modes) or default
 
 
 def _strip_quotes(exc: BaseException) -> str:
@@ -210,6 +253,11 @@ def parameters_line(event: HandshakeComplete) -> str:
         f"hrr={'yes' if event.hello_retry else 'no'}",
         f"resumed={'yes' if event.resumed else 'no'}",
     ]
+    # Only when a PSK or 0-RTT was involved, so full handshakes keep their familiar line.
+    if event.psk_mode is not None:
+        parts.append(f"psk={event.psk_mode}")
+    if event.early_data != "not_sent":
+        parts.append(f"early_data={event.early_data}")
     if event.peer_certificates:
         parts.append(f"peer={event.peer_certificate_subject}")
     return " ".join(parts)
@@ -265,7 +313,13 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
         print("warning: --insecure: the server's certificate is NOT verified", file=sys.stderr)
     if (args.cert is None) != (args.key is None):
         raise CLIError("invalid configuration: --cert and --key go together")
+    store = None
+    if args.sess_in is not None or args.sess_out is not None:
+        store = CLISessionStore(args.sess_in, args.sess_out)
     return ClientConfig(
+        session_store=store,
+        external_psk=external_psk(args),
+        psk_modes=_psk_modes(args, ("psk_dhe_ke",)),
         server_name=args.servername,
         cafile=args.cafile,
         certfile=args.cert,
@@ -293,6 +347,72 @@ class ClientOutcome:
     key_updates_received: int = 0
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # transport fields for the summary
+    early_data: bytes = b""  # --early-data, sent as 0-RTT data if the session allows
+
+
+class CLISessionStore:
+    """``--sess-in`` / ``--sess-out``: sessions are taken from one session file and new
+    tickets added to the other (they may be the same file). Both are ``FileSessionStore``s,
+    keyed by server name and port; a session is removed from the file when used (RFC 8446
+    §C.4: a ticket is not reused). A session file that cannot be read, or that holds no
+    session for the server, means a full handshake, with a warning."""
+
+    def __init__(self, sess_in: Path | None, sess_out: Path | None) -> None:
+        self.sess_in = sess_in
+        self.sess_out = sess_out
+        self.offered: Session | None = None  # what --sess-in gave this connection
+        self.received = 0  # tickets received (and written to --sess-out)
+
+    def take(self, server_name: str, port: int, now: float | None = None) -> Session | None:
+        if self.sess_in is None:
+            return None
+        try:
+            session = FileSessionStore(self.sess_in).take(server_name, port, now)
+        except FileNotFoundError:
+            session = None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _warn(f"--sess-in {self.sess_in}: unusable ({_one_line(str(exc))}); full handshake")
+            return None
+        if session is None:
+            _warn(f"--sess-in {self.sess_in}: no session for {server_name}:{port}; full handshake")
+        self.offered = session
+        return session
+
+    def add(self, server_name: str, port: int, session: Session) -> None:
+        self.received += 1
+        if self.sess_out is None:
+            return
+        try:
+            FileSessionStore(self.sess_out).add(server_name, port, session)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # The connection goes on; only the ticket is lost.
+            _warn(f"--sess-out {self.sess_out}: cannot keep the ticket ({_one_line(str(exc))})")
+
+
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def _early_data(args: argparse.Namespace) -> bytes:
+    text: str | None = args.early_data
+    return text.encode() if text else b""
+
+
+def _resend_early_data(outcome: ClientOutcome, payload: bytes) -> bytes:
+    """What to send after the handshake: the ``--early-data`` text again unless the server
+    accepted it as 0-RTT data (RFC 8446 §4.2.10 leaves resending to the application), then
+    ``--send``'s payload."""
+    handshake = outcome.handshake
+    if outcome.early_data and (handshake is None or handshake.early_data != "accepted"):
+        return outcome.early_data + payload
+    return payload
+
+
+def _session_fields(config: ClientConfig) -> dict[str, Any]:
+    store = config.session_store
+    if not isinstance(store, CLISessionStore):
+        return {}
+    return {"session_offered": store.offered is not None, "tickets_received": store.received}
 
 
 def _client_payload(args: argparse.Namespace) -> bytes:
@@ -318,14 +438,21 @@ def run_tls_client(
         sock = socket.create_connection((host, port), timeout=handshake_timeout)
         phase = "handshake"
         server_name = args.servername if args.servername is not None else host
-        tls = wrap_client(sock, config, server_name=server_name, do_handshake=False)
+        tls = wrap_client(
+            sock,
+            config,
+            server_name=server_name,
+            early_data=outcome.early_data or None,
+            port=port,
+            do_handshake=False,
+        )
         outcome.handshake = tls.do_handshake()
         phase = "data"
         if args.verbose:
             print(f"connected: {parameters_line(outcome.handshake)}", file=sys.stderr)
         out = sys.stdout.buffer
         tls.settimeout(args.timeout)
-        peer_closed = _send_interleaved(tls, payload, out)
+        peer_closed = _send_interleaved(tls, _resend_early_data(outcome, payload), out)
         if args.key_update and not peer_closed:
             tls.key_update(request=True)
         while not peer_closed:
@@ -357,13 +484,18 @@ def _send_interleaved(tls: TLSSocket, payload: bytes, out: BinaryIO) -> bool:
     view = memoryview(payload)
     for offset in range(0, len(view), SEND_CHUNK):
         tls.sendall(view[offset : offset + SEND_CHUNK])
-        while tls.pending() or select.select([tls.socket], [], [], 0)[0]:
-            data = tls.recv()
-            if not data:
-                return True
-            out.write(data)
-        out.flush()
+        if _print_ready(tls, out):
+            return True
     return False
+
+
+def _print_ready(tls: TLSSocket, out: BinaryIO) -> bool:
+    """Print the application data that has arrived, without waiting for more (what is
+    readable may be only a NewSessionTicket). True if the peer closed."""
+    while data := tls.recv_ready():
+        out.write(data)
+    out.flush()
+    return tls.peer_closed
 
 
 class _PhaseError(Exception):
@@ -412,7 +544,14 @@ def run_dtls_client(
     dtls: DTLSSocket | None = None
     try:
         server_name = args.servername if args.servername is not None else host
-        dtls = dtls_connect(host, port, config, server_name=server_name, do_handshake=False)
+        dtls = dtls_connect(
+            host,
+            port,
+            config,
+            server_name=server_name,
+            early_data=outcome.early_data or None,
+            do_handshake=False,
+        )
         phase = "handshake"
         outcome.handshake = dtls.do_handshake(handshake_timeout)
         phase = "data"
@@ -421,7 +560,7 @@ def run_dtls_client(
             print(f"connected: {line}", file=sys.stderr)
         out = sys.stdout.buffer
         dtls.settimeout(args.timeout)
-        peer_closed = _send_dtls_interleaved(dtls, payload, out)
+        peer_closed = _send_dtls_interleaved(dtls, _resend_early_data(outcome, payload), out)
         if args.key_update and not peer_closed:
             dtls.key_update(request=True)
         while not peer_closed:
@@ -445,7 +584,7 @@ def run_dtls_client(
             outcome.bytes_received = conn.bytes_received
             outcome.key_updates_sent = dtls.key_updates_sent
             outcome.key_updates_received = dtls.key_updates_received
-            outcome.extra = dtls_fields(dtls)
+            outcome.extra.update(dtls_fields(dtls))
 
 
 def _send_dtls_interleaved(dtls: DTLSSocket, payload: bytes, out: BinaryIO) -> bool:
@@ -468,8 +607,9 @@ CLIENT_RUNNERS: dict[str, ClientRunner] = {"tls": run_tls_client, "dtls": run_dt
 
 
 def cmd_client(args: argparse.Namespace) -> int:
-    outcome = ClientOutcome()
+    outcome = ClientOutcome(early_data=_early_data(args))
     trace = None
+    config: ClientConfig | None = None
     try:
         trace = _open_trace(args.trace)
         args.trace_hook = trace
@@ -485,6 +625,8 @@ def cmd_client(args: argparse.Namespace) -> int:
     finally:
         if trace is not None:
             trace.close()
+    if config is not None:
+        outcome.extra.update(_session_fields(config))
     if args.summary_json is not None:
         data = summary(
             outcome.handshake,
@@ -509,7 +651,29 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     _validate_names(args)
     if args.verify_client and args.cafile is None:
         raise CLIError("invalid configuration: --verify-client needs --cafile")
+    if (args.cert is None) != (args.key is None):
+        raise CLIError("invalid configuration: --cert and --key go together")
+    psk = external_psk(args)
+    if args.cert is None and psk is None:
+        raise CLIError("invalid configuration: the server needs --cert and --key, or a --psk")
+    if args.psk_only and psk is None:
+        raise CLIError("invalid configuration: --psk-only needs --psk-identity and --psk")
+    settings: dict[str, Any] = {}
+    if args.tickets is not None:
+        settings["tickets"] = args.tickets
+    if args.ticket_key is not None:
+        try:
+            key = bytes.fromhex(args.ticket_key)
+            settings["ticket_keys"] = TicketKeyRing([key])
+        except ValueError:
+            raise CLIError("invalid --ticket-key: expected 32 bytes in hex") from None
     return ServerConfig(
+        max_early_data=args.max_early_data,
+        external_psks={psk.identity: psk} if psk is not None else {},
+        psk_only=args.psk_only,
+        # RFC 8446 §4.2.9: psk_ke (no (EC)DHE, no forward secrecy) only when asked for.
+        psk_modes=_psk_modes(args, ("psk_ke",) if args.psk_only else ("psk_dhe_ke",)),
+        **settings,
         certfile=args.cert,
         keyfile=args.key,
         cafile=args.cafile,
@@ -568,6 +732,8 @@ def _www_page(event: HandshakeComplete | None) -> bytes:
             "server_name",
             "hello_retry",
             "resumed",
+            "psk_mode",
+            "early_data",
             "peer_certificate_subject",
         ):
             rows += f"<tr><td>{key}</td><td>{html.escape(str(fields.get(key)))}</td></tr>\n"
@@ -814,6 +980,16 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
     p.set_defaults(transport="tls", trace_hook=None)
 
 
+def _add_psk_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--psk-identity", metavar="ID", help="external PSK identity (with --psk)")
+    group.add_argument("--psk", metavar="HEX", help="external PSK, in hex (SHA-256)")
+    group.add_argument(
+        "--psk-modes",
+        metavar="M1,M2",
+        help="PSK key exchange modes, preferred first: psk_dhe_ke (default), psk_ke",
+    )
+
+
 def _int_in(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -910,9 +1086,12 @@ def build_parser() -> argparse.ArgumentParser:
     server = sub.add_parser("server", help="run a TLS 1.3 or DTLS 1.3 server (echo or www)")
     server.add_argument("--listen", type=_listen_address, required=True, metavar="HOST:PORT")
     server.add_argument(
-        "--cert", type=Path, required=True, metavar="PEM", help="certificate chain, leaf first"
+        "--cert",
+        type=Path,
+        metavar="PEM",
+        help="certificate chain, leaf first (optional with --psk)",
     )
-    server.add_argument("--key", type=Path, required=True, metavar="PEM", help="private key")
+    server.add_argument("--key", type=Path, metavar="PEM", help="private key")
     server.add_argument("--cafile", type=Path, metavar="PEM", help="roots for client certificates")
     server.add_argument(
         "--verify-client",
@@ -941,6 +1120,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send a KeyUpdate (update_requested) after the handshake",
     )
+    resumption = server.add_argument_group("resumption, PSKs and 0-RTT (RFC 8446 §2.2, §2.3)")
+    resumption.add_argument(
+        "--tickets",
+        type=_int_in(0, 255),
+        metavar="N",
+        help="NewSessionTickets sent after each handshake (default 2; 0: none)",
+    )
+    resumption.add_argument(
+        "--max-early-data",
+        type=_int_in(0, 2**32 - 1),
+        default=0,
+        metavar="N",
+        help="accept up to N bytes of 0-RTT data per connection (default 0: refuse it); "
+        "0-RTT data can be replayed (RFC 8446 §8)",
+    )
+    resumption.add_argument(
+        "--ticket-key",
+        metavar="HEX",
+        help="32-byte ticket key in hex (default: random per run): servers sharing it "
+        "resume each other's tickets",
+    )
+    resumption.add_argument(
+        "--psk-only",
+        action="store_true",
+        help="refuse handshakes without an external PSK; psk_ke unless --psk-modes says",
+    )
+    _add_psk_options(resumption)
     _add_common_options(server)
     _add_dtls_options(server, server=True)
     server.set_defaults(func=cmd_server)
@@ -990,6 +1196,26 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument(
         "-v", "--verbose", action="store_true", help="print the negotiated parameters to stderr"
     )
+    resumption = client.add_argument_group("resumption, PSKs and 0-RTT (RFC 8446 §2.2, §2.3)")
+    resumption.add_argument(
+        "--sess-out",
+        type=Path,
+        metavar="FILE",
+        help="keep the server's tickets in FILE (a session file, mode 0600: it holds keys)",
+    )
+    resumption.add_argument(
+        "--sess-in",
+        type=Path,
+        metavar="FILE",
+        help="resume with a session from FILE for this server name and port (used once)",
+    )
+    resumption.add_argument(
+        "--early-data",
+        metavar="TEXT",
+        help="send TEXT as 0-RTT data when the session allows it (else, or when the server "
+        "rejects it, after the handshake); it can be replayed (RFC 8446 §8)",
+    )
+    _add_psk_options(resumption)
     _add_common_options(client)
     _add_dtls_options(client)
     client.set_defaults(func=cmd_client)

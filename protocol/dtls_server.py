@@ -4,12 +4,20 @@ Datagrams are routed by Connection ID when the association negotiated one (so a 
 address changes, e.g. after NAT rebinding, carries on: RFC 9146, RFC 9147 §9), otherwise by
 the peer's address. Unknown addresses get the stateless cookie exchange (RFC 9147 §5.1): an
 association object exists only once a ClientHello returns a valid cookie.
+
+The work per datagram does not grow with the number of associations: routing is a dict
+lookup, ``datagrams_to_send`` visits only the associations that were touched since the last
+call (by a datagram, a timer, or the application sending or closing), and timers sit in a
+heap with lazy deletion, so ``next_timer`` is O(1) amortized and ``handle_timer`` O(log n)
+per due association.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from handshake.alerts import AlertDescription, HandshakeError
 from handshake.server import ServerHandshake
@@ -32,6 +40,32 @@ Address = Hashable
 # Addresses with a ClientHello in pieces that we remember at once (least recent dropped).
 MAX_PENDING_HELLOS = 4096
 _UNIFIED_CID_BIT = 0x10
+_HANDSHAKE_BYTE = bytes((ContentType.handshake,))
+
+
+class _Association(DTLSServerConnection):
+    """A DTLSServerConnection that tells its DTLSServer when the application queues output
+    or starts a timer outside a datagram or timer call (send_data, key_update, close), so
+    the server never has to poll every association for that."""
+
+    _notify: Callable[[DTLSServerConnection], None] | None = None
+
+    def send_data(self, data: bytes) -> None:
+        super().send_data(data)
+        self._touched()
+
+    def key_update(self, request_peer_update: bool = True) -> None:
+        super().key_update(request_peer_update)
+        self._touched()
+
+    def close(self) -> None:
+        super().close()
+        self._touched()
+
+    def _touched(self) -> None:
+        notify = self._notify
+        if notify is not None:
+            notify(self)
 
 
 class DTLSServer:
@@ -49,6 +83,17 @@ class DTLSServer:
         self._retry_layer = DTLSRecordLayer()  # epoch-0 framing of stateless retries
         self._chooser = ServerHandshake(config.handshake_config(dtls=True))
         self._payload_limit = max(config.mtu - IP_UDP_OVERHEAD, 64)
+        # Associations that may have output or a new state since datagrams_to_send last ran
+        # (a dict: insertion-ordered, so datagrams leave in the order they were caused).
+        self._touched: dict[DTLSServerConnection, None] = {}
+        # Timers: a heap of (deadline, tie-breaker, association); an entry is current only
+        # while it matches _deadlines[association], older ones are skipped when they surface.
+        self._timers: list[tuple[float, int, DTLSServerConnection]] = []
+        self._deadlines: dict[DTLSServerConnection, float] = {}
+        self._tie = itertools.count()
+        # Associations that ran since their timer was last filed; filed lazily by next_timer
+        # and handle_timer, so a burst of datagrams asks each association only once.
+        self._retime: dict[DTLSServerConnection, None] = {}
 
     @property
     def connections(self) -> list[DTLSServerConnection]:
@@ -64,6 +109,7 @@ class DTLSServer:
         if conn is not None and not _is_new_client_hello(data, conn):
             before = conn.record_stats.records  # type: ignore[attr-defined]
             events = conn.receive_datagram(data, now)
+            self._touch(conn)
             if conn.cid_received and conn.cid_received not in self._by_cid:
                 self._by_cid[conn.cid_received] = conn
             if self._address_of.get(id(conn)) != address and (
@@ -76,24 +122,63 @@ class DTLSServer:
 
     def datagrams_to_send(self, now: float) -> list[tuple[Address, bytes]]:
         out, self._stateless_out = self._stateless_out, []
-        for conn in list(self._by_address.values()):
-            address = self._address_of[id(conn)]
+        touched, self._touched = self._touched, {}
+        for conn in touched:
+            address = self._address_of.get(id(conn))
+            if address is None:
+                continue  # forgotten since it was touched
             out.extend((address, d) for d in conn.datagrams_to_send(now))
             if conn.state in ("closed", "failed"):
                 self._forget(conn)
         return out
 
     def next_timer(self) -> float | None:
-        deadlines = [t for c in self._by_address.values() if (t := c.next_timer()) is not None]
-        return min(deadlines) if deadlines else None
+        if self._retime:
+            self._file_timers()
+        timers = self._timers
+        deadlines = self._deadlines
+        while timers:
+            deadline, _, conn = timers[0]
+            if deadlines.get(conn) == deadline:
+                return deadline
+            heapq.heappop(timers)  # superseded or forgotten
+        return None
 
     def handle_timer(self, now: float) -> list[tuple[DTLSServerConnection, Event]]:
         events: list[tuple[DTLSServerConnection, Event]] = []
-        for conn in list(self._by_address.values()):
-            deadline = conn.next_timer()
-            if deadline is not None and deadline <= now:
-                events.extend((conn, e) for e in conn.handle_timer(now))
+        if self._retime:
+            self._file_timers()
+        timers = self._timers
+        deadlines = self._deadlines
+        due: list[DTLSServerConnection] = []
+        while timers and timers[0][0] <= now:
+            deadline, _, conn = heapq.heappop(timers)
+            if deadlines.get(conn) == deadline:
+                del deadlines[conn]
+                due.append(conn)
+        for conn in due:
+            events.extend((conn, e) for e in conn.handle_timer(now))
+            self._touch(conn)
         return events
+
+    def _touch(self, conn: DTLSServerConnection) -> None:
+        """``conn`` ran: its output is collected by the next datagrams_to_send and its timer
+        (which only moves when it runs) is filed again before timers are next looked at."""
+        self._touched[conn] = None
+        self._retime[conn] = None
+
+    def _file_timers(self) -> None:
+        retime, self._retime = self._retime, {}
+        deadlines = self._deadlines
+        for conn in retime:
+            if id(conn) not in self._address_of:
+                continue  # forgotten meanwhile
+            deadline = conn.next_timer()
+            if deadline is None:
+                deadlines.pop(conn, None)
+            elif deadlines.get(conn) != deadline:
+                deadlines[conn] = deadline
+                heapq.heappush(self._timers, (deadline, next(self._tie), conn))
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -108,9 +193,11 @@ class DTLSServer:
         self, address: Address, data: bytes, now: float
     ) -> list[tuple[DTLSServerConnection, Event]]:
         if not self.config.dtls_cookie:
-            conn = DTLSServerConnection(self.config, peer_address=address, cookie_exchange=False)
+            conn = _Association(self.config, peer_address=address, cookie_exchange=False)
             self._add(conn, address)
-            return [(conn, e) for e in conn.receive_datagram(data, now)]
+            events = conn.receive_datagram(data, now)
+            self._touch(conn)
+            return [(conn, e) for e in events]
         collector = self._hellos.pop(address, None) or HelloCollector()
         self._hellos[address] = collector
         while len(self._hellos) > MAX_PENDING_HELLOS:
@@ -151,16 +238,19 @@ class DTLSServer:
             return None
         self._hellos.pop(address, None)
         old = self._by_address.get(address)
-        conn, events = DTLSServerConnection.from_cookie(
+        conn, events = _Association.from_cookie(
             self.config, params_opt, cookie, message_seq, message, now, peer_address=address
         )
         if old is not None:
             # RFC 9147 §5.11: the client proved reachability; the new association wins.
             self._forget(old)
         self._add(conn, address)
+        self._touch(conn)
         return [(conn, e) for e in events]
 
     def _add(self, conn: DTLSServerConnection, address: Address) -> None:
+        if isinstance(conn, _Association):
+            conn._notify = self._touch
         self._by_address[address] = conn
         self._address_of[id(conn)] = address
         if conn.cid_received:  # known once the ServerHello went out
@@ -174,6 +264,11 @@ class DTLSServer:
         self._address_of[id(conn)] = address
 
     def _forget(self, conn: DTLSServerConnection) -> None:
+        if isinstance(conn, _Association):
+            conn._notify = None
+        self._deadlines.pop(conn, None)  # its heap entry is skipped when it surfaces
+        self._touched.pop(conn, None)
+        self._retime.pop(conn, None)
         address = self._address_of.pop(id(conn), None)
         if address is not None and self._by_address.get(address) is conn:
             del self._by_address[address]
@@ -184,10 +279,12 @@ class DTLSServer:
 def _is_new_client_hello(data: bytes, conn: DTLSServerConnection) -> bool:
     """An epoch-0 ClientHello with message_seq 0 to an established association: a client
     that restarted (RFC 9147 §5.11). It goes through the cookie exchange afresh."""
+    # The first byte rules out nearly every datagram of an association (protected records
+    # start with 001xxxxx), so it is tested first.
     return (
-        conn.handshake_complete
+        data[:1] == _HANDSHAKE_BYTE
         and len(data) >= 25
-        and data[0] == ContentType.handshake
         and data[13] == 1
         and data[17:19] == b"\x00\x00"
+        and conn.handshake_complete
     )

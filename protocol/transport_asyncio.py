@@ -21,18 +21,22 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from handshake.psk import Session
+
 from .config import ClientConfig, ServerConfig
 from .errors import ProtocolError
 from .events import (
     ApplicationData,
     ConnectionClosed,
     ConnectionFailed,
+    EarlyDataReceived,
     Event,
     HandshakeComplete,
     KeyUpdated,
+    SessionTicketReceived,
 )
 from .tls_connection import TLSClientConnection, TLSConnection, TLSServerConnection
-from .transport_blocking import TLSEOFError
+from .transport_blocking import TLSEOFError, offer_early_data
 
 # asyncio.streams' default buffer limit (64 KiB).
 DEFAULT_LIMIT = 2**16
@@ -47,8 +51,15 @@ class TLSStreamReader(asyncio.StreamReader):
 class _TLSProtocol(asyncio.Protocol):
     """Drives one ``TLSConnection`` over one asyncio transport."""
 
-    def __init__(self, connection: TLSConnection, *, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self,
+        connection: TLSConnection,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        early_data: bytes | None = None,
+    ) -> None:
         self.connection = connection
+        self.early_data = early_data  # a client's 0-RTT data, offered before the ClientHello
         self.reader = TLSStreamReader(limit=limit)
         self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
@@ -61,6 +72,8 @@ class _TLSProtocol(asyncio.Protocol):
         self.close_notify_received = False
         self.key_updates_sent = 0
         self.key_updates_received = 0
+        self.early_data_received = 0  # server: accepted 0-RTT bytes (read like other data)
+        self.sessions: list[Session] = []  # client: tickets received, as sessions
         self._paused = False
         self._drain_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
@@ -71,6 +84,7 @@ class _TLSProtocol(asyncio.Protocol):
         self.transport = transport
         self.reader.set_transport(transport)
         if isinstance(self.connection, TLSClientConnection):
+            offer_early_data(self.connection, self.early_data)
             self.connection.start()
             self.flush()
             if self.connection.error is not None:
@@ -139,6 +153,13 @@ class _TLSProtocol(asyncio.Protocol):
         for event in events:
             if isinstance(event, ApplicationData):
                 self.reader.feed_data(event.data)
+            elif isinstance(event, EarlyDataReceived):
+                # RFC 8446 §4.2.10: accepted 0-RTT data comes first in the stream (and may
+                # be a replay, §8: the application must tolerate that).
+                self.reader.feed_data(event.data)
+                self.early_data_received += len(event.data)
+            elif isinstance(event, SessionTicketReceived):
+                self.sessions.append(event.session)
             elif isinstance(event, HandshakeComplete):
                 if not self.handshake.done():
                     self.handshake.set_result(event)
@@ -238,6 +259,16 @@ class TLSStreamWriter:
     def key_updates_received(self) -> int:
         return self._protocol.key_updates_received
 
+    @property
+    def early_data_received(self) -> int:
+        """Server: bytes of 0-RTT data accepted (they are read from the reader first)."""
+        return self._protocol.early_data_received
+
+    @property
+    def sessions(self) -> list[Session]:
+        """Client: the server's tickets so far, as sessions to resume with (``session=``)."""
+        return self._protocol.sessions
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._protocol.send(bytes(data))
 
@@ -290,16 +321,26 @@ async def open_connection(
     server_name: str | None = None,
     limit: int = DEFAULT_LIMIT,
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+    session: Session | None = None,
+    early_data: bytes | None = None,
     **kwds: Any,
 ) -> tuple[TLSStreamReader, TLSStreamWriter]:
     """Connect and complete the handshake (``ProtocolError`` on failure). ``server_name``
-    defaults to the config's, else to ``host``; ``kwds`` go to ``loop.create_connection``."""
+    defaults to the config's, else to ``host``; ``kwds`` go to ``loop.create_connection``.
+
+    ``session`` resumes (else one comes from ``config.session_store`` for the server name
+    and ``port``); ``early_data`` goes as 0-RTT data when that session allows it, and
+    ``writer.handshake.early_data`` tells whether the server took it (RFC 8446 §4.2.10: on
+    anything but "accepted", sending it again is the application's choice)."""
     loop = asyncio.get_running_loop()
     if server_name is None and config.server_name is None:
         server_name = host
 
     def factory() -> _TLSProtocol:
-        return _TLSProtocol(TLSClientConnection(config, server_name=server_name), limit=limit)
+        connection = TLSClientConnection(
+            config, server_name=server_name, session=session, port=port
+        )
+        return _TLSProtocol(connection, limit=limit, early_data=early_data)
 
     transport, protocol = await loop.create_connection(factory, host, port, **kwds)
     try:

@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, cast
 
+from handshake.psk import Session
+
 from .config import ClientConfig, ServerConfig
 from .dtls_connection import DTLSClientConnection, DTLSConnection, DTLSServerConnection
 from .dtls_server import DTLSServer
@@ -36,9 +38,11 @@ from .events import (
     ApplicationData,
     ConnectionClosed,
     ConnectionFailed,
+    EarlyDataReceived,
     Event,
     HandshakeComplete,
     KeyUpdated,
+    SessionTicketReceived,
 )
 from .transport_udp import (
     DEFAULT_IDLE_TIMEOUT,
@@ -47,6 +51,7 @@ from .transport_udp import (
     enlarge_buffers,
     failure_error,
     handshake_timeout_error,
+    offer_early_data,
 )
 
 Address = Any
@@ -152,6 +157,8 @@ class DTLSStream:
         self._finished: asyncio.Future[None] = driver.loop.create_future()
         self.key_updates_sent = 0
         self.key_updates_received = 0
+        self.early_data_received = 0  # server: bytes of accepted 0-RTT data (recv'd first)
+        self.sessions: list[Session] = []  # client: the server's tickets, as sessions
         self.last_activity = time.time()
 
     # -- properties ---------------------------------------------------------------------------
@@ -261,6 +268,12 @@ class DTLSStream:
         for event in events:
             if isinstance(event, ApplicationData):
                 self._messages.append(event.data)
+            elif isinstance(event, EarlyDataReceived):
+                # RFC 8446 §4.2.10: accepted 0-RTT messages come first (replayable, §8).
+                self._messages.append(event.data)
+                self.early_data_received += len(event.data)
+            elif isinstance(event, SessionTicketReceived):
+                self.sessions.append(event.session)
             elif isinstance(event, HandshakeComplete):
                 if not self._handshake.done():
                     self._handshake.set_result(event)
@@ -450,15 +463,22 @@ async def open_dtls_connection(
     server_name: str | None = None,
     handshake_timeout: float | None = None,
     local_addr: Address | None = None,
+    session: Session | None = None,
+    early_data: bytes | None = None,
     **kwds: Any,
 ) -> DTLSClientStream:
     """Open a datagram endpoint to ``host:port`` and complete the DTLS handshake.
     ``ProtocolError`` on failure; ``DTLSTimeoutError`` when the retransmission budget or
     ``handshake_timeout`` runs out. ``server_name`` defaults to the config's, else ``host``;
-    ``kwds`` go to ``loop.create_datagram_endpoint``."""
+    ``kwds`` go to ``loop.create_datagram_endpoint``.
+
+    ``session`` resumes (else one comes from ``config.session_store`` for the server name
+    and ``port``); ``early_data`` goes as 0-RTT data when that session allows it (see
+    ``transport_udp.connect``; ``stream.handshake.early_data`` tells the outcome)."""
     if server_name is None and config.server_name is None:
         server_name = host
-    connection = DTLSClientConnection(config, server_name=server_name)
+    connection = DTLSClientConnection(config, server_name=server_name, session=session, port=port)
+    offer_early_data(connection, early_data)
     driver = _ClientDriver(connection, (host, port))
     await driver.open(local_addr, **kwds)
     driver.start()

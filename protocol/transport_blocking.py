@@ -14,20 +14,31 @@ are handled as they come: application data is buffered for ``recv``, a failure i
 
 from __future__ import annotations
 
+import select
 import socket
+import time
 from types import TracebackType
 
+from handshake.psk import Session
+
 from .config import ClientConfig, ServerConfig
-from .errors import ProtocolError
+from .errors import ConnectionStateError, ProtocolError
 from .events import (
     ApplicationData,
     ConnectionClosed,
     ConnectionFailed,
+    EarlyDataReceived,
     Event,
     HandshakeComplete,
     KeyUpdated,
+    SessionTicketReceived,
 )
-from .tls_connection import TLSClientConnection, TLSConnection, TLSServerConnection
+from .tls_connection import (
+    DEFAULT_PORT,
+    TLSClientConnection,
+    TLSConnection,
+    TLSServerConnection,
+)
 
 # One read from the socket: a full 16 KiB record and then some, without a huge buffer.
 RECV_SIZE = 64 * 1024
@@ -49,6 +60,10 @@ class TLSSocket:
         self._closed = False
         self.key_updates_sent = 0
         self.key_updates_received = 0
+        # Server: 0-RTT bytes the client sent and we accepted (they are read like other data).
+        self.early_data_received = 0
+        # Client: every ticket the server sent, as sessions to resume with (``session=``).
+        self.sessions: list[Session] = []
 
     # -- properties -------------------------------------------------------------------------------
 
@@ -118,6 +133,26 @@ class TLSSocket:
     def pending(self) -> int:
         """Application bytes already decrypted and waiting for ``recv``."""
         return len(self._inbuf)
+
+    @property
+    def peer_closed(self) -> bool:
+        """True once the peer's close_notify arrived (``recv`` then returns b"")."""
+        return self._eof
+
+    def recv_ready(self, bufsize: int = RECV_SIZE) -> bytes:
+        """Up to ``bufsize`` bytes of application data without waiting for any: only what
+        is decrypted already or readable on the socket now. b"" when there is none yet (a
+        readable socket may hold only a NewSessionTicket, or part of a record) or once the
+        peer closed (``peer_closed``)."""
+        self._ensure_handshake()
+        while not self._inbuf and not self._eof:
+            self._raise_if_failed()
+            if not select.select([self._sock], [], [], 0)[0]:
+                break
+            self._pump()  # one read of what is there: it does not block
+        out = bytes(self._inbuf[:bufsize])
+        del self._inbuf[:bufsize]
+        return out
 
     def key_update(self, request: bool = True) -> None:
         """Send KeyUpdate (RFC 8446 §4.6.3); ``request`` asks the peer to update its keys too."""
@@ -195,6 +230,13 @@ class TLSSocket:
         for event in events:
             if isinstance(event, ApplicationData):
                 self._inbuf += event.data
+            elif isinstance(event, EarlyDataReceived):
+                # RFC 8446 §4.2.10: accepted 0-RTT data comes first in the stream; it may be
+                # a replay (§8), which the application must tolerate.
+                self._inbuf += event.data
+                self.early_data_received += len(event.data)
+            elif isinstance(event, SessionTicketReceived):
+                self.sessions.append(event.session)
             elif isinstance(event, HandshakeComplete):
                 self._handshake = event
             elif isinstance(event, KeyUpdated):
@@ -211,15 +253,51 @@ class TLSSocket:
                 )
 
 
+def offer_early_data(connection: TLSClientConnection, data: bytes | None) -> bool:
+    """Queue ``data`` as 0-RTT data if the connection's session allows that much (RFC 8446
+    §4.2.10); False when it does not (nothing queued). Whether the server took it is
+    ``HandshakeComplete.early_data``; on anything but "accepted" the caller decides whether
+    to send it again as ordinary data (§4.2.10 leaves that to the application)."""
+    if not data:
+        return False
+    try:
+        connection.send_early_data(data, time.time())
+    except ConnectionStateError:
+        return False
+    return True
+
+
+def _peer_port(sock: socket.socket) -> int:
+    try:
+        port: int = sock.getpeername()[1]
+    except (OSError, IndexError, TypeError):
+        return DEFAULT_PORT
+    return port
+
+
 def wrap_client(
     sock: socket.socket,
     config: ClientConfig,
     *,
     server_name: str | None = None,
+    session: Session | None = None,
+    early_data: bytes | None = None,
+    port: int | None = None,
     do_handshake: bool = True,
 ) -> TLSSocket:
-    """Start a TLS client on an already connected socket."""
-    tls = TLSSocket(sock, TLSClientConnection(config, server_name=server_name))
+    """Start a TLS client on an already connected socket.
+
+    ``session`` resumes (else one is taken from ``config.session_store`` for the server
+    name and ``port``, by default the socket's peer port); ``early_data`` goes as 0-RTT
+    data when that session allows it (see ``offer_early_data``)."""
+    connection = TLSClientConnection(
+        config,
+        server_name=server_name,
+        session=session,
+        port=_peer_port(sock) if port is None else port,
+    )
+    offer_early_data(connection, early_data)
+    tls = TLSSocket(sock, connection)
     if do_handshake:
         tls.do_handshake()
     return tls
@@ -242,14 +320,24 @@ def connect(
     *,
     server_name: str | None = None,
     timeout: float | None = None,
+    session: Session | None = None,
+    early_data: bytes | None = None,
 ) -> TLSSocket:
     """Connect over TCP and complete the handshake. ``server_name`` defaults to the config's,
-    else to ``host`` (checked against the certificate and sent as SNI)."""
+    else to ``host`` (checked against the certificate and sent as SNI). ``session`` and
+    ``early_data``: see ``wrap_client``."""
     if server_name is None and config.server_name is None:
         server_name = host
     sock = socket.create_connection((host, port), timeout=timeout)
     try:
-        return wrap_client(sock, config, server_name=server_name)
+        return wrap_client(
+            sock,
+            config,
+            server_name=server_name,
+            session=session,
+            early_data=early_data,
+            port=port,
+        )
     except BaseException:
         sock.close()
         raise
@@ -314,6 +402,7 @@ __all__ = [
     "TLSServerSocket",
     "TLSSocket",
     "connect",
+    "offer_early_data",
     "serve_one",
     "wrap_client",
     "wrap_server",

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
 
+from handshake.psk import Session
+
 from .config import ClientConfig, ServerConfig
 from .dtls_connection import DTLSClientConnection, DTLSConnection, DTLSServerConnection
 from .dtls_server import DTLSServer
@@ -34,9 +36,11 @@ from .events import (
     ApplicationData,
     ConnectionClosed,
     ConnectionFailed,
+    EarlyDataReceived,
     Event,
     HandshakeComplete,
     KeyUpdated,
+    SessionTicketReceived,
 )
 
 # The largest UDP payload: a datagram is read whole or not at all.
@@ -139,6 +143,7 @@ class DTLSSocket(_Counters):
         self._timeout: float | None = None
         self.key_updates_sent = 0
         self.key_updates_received = 0
+        self.sessions: list[Session] = []  # the server's tickets, as sessions to resume with
         # ICMP port unreachable reports (ECONNREFUSED): a hint only, as RFC 9147 §4.5.2
         # treats the network as unreliable; the retransmission budget decides.
         self.icmp_errors = 0
@@ -364,6 +369,8 @@ class DTLSSocket(_Counters):
                 self._messages.append(event.data)
             elif isinstance(event, HandshakeComplete):
                 self._handshake = event
+            elif isinstance(event, SessionTicketReceived):
+                self.sessions.append(event.session)
             elif isinstance(event, KeyUpdated):
                 self._count_key_update(event, answering)
             elif isinstance(event, ConnectionClosed):
@@ -381,10 +388,19 @@ def connect(
     timeout: float | None = None,
     local_address: Address | None = None,
     do_handshake: bool = True,
+    session: Session | None = None,
+    early_data: bytes | None = None,
 ) -> DTLSSocket:
     """Open a UDP socket to ``host:port`` and run the DTLS handshake (bounded by ``timeout``
     seconds and by the config's retransmission budget); ``timeout`` also becomes the
-    ``recv`` timeout. ``server_name`` defaults to the config's, else to ``host``."""
+    ``recv`` timeout. ``server_name`` defaults to the config's, else to ``host``.
+
+    ``session`` resumes (else one comes from ``config.session_store`` for the server name
+    and ``port``). ``early_data`` goes as 0-RTT data (epoch 1, RFC 9147 §5.6) when that
+    session allows it; ``handshake.early_data`` says whether the server took it. A server
+    that answers with a cookie HelloRetryRequest rejects it (RFC 8446 §4.2.10), and 0-RTT
+    datagrams are never retransmitted: on anything but "accepted" sending it again is the
+    caller's choice."""
     if server_name is None and config.server_name is None:
         server_name = host
     family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
@@ -393,7 +409,11 @@ def connect(
         if local_address is not None:
             sock.bind(local_address)
         sock.connect(address)
-        dtls = DTLSSocket(sock, DTLSClientConnection(config, server_name=server_name))
+        connection = DTLSClientConnection(
+            config, server_name=server_name, session=session, port=port
+        )
+        offer_early_data(connection, early_data)
+        dtls = DTLSSocket(sock, connection)
         dtls.settimeout(timeout)
         if do_handshake:
             dtls.do_handshake(timeout)
@@ -401,6 +421,18 @@ def connect(
     except BaseException:
         sock.close()
         raise
+
+
+def offer_early_data(connection: DTLSClientConnection, data: bytes | None) -> bool:
+    """Queue ``data`` as 0-RTT data if the connection's session allows that much (RFC 8446
+    §4.2.10); False when it does not (nothing queued)."""
+    if not data:
+        return False
+    try:
+        connection.send_early_data(data, time.time())
+    except ConnectionStateError:
+        return False
+    return True
 
 
 # -- server ---------------------------------------------------------------------------------------
@@ -419,7 +451,11 @@ class DTLSSession(_Counters):
         self.last_activity = now
         self.key_updates_sent = 0
         self.key_updates_received = 0
+        self.early_data_received = 0  # bytes of 0-RTT data accepted
         self.data: dict[str, Any] = {}  # for the handler's own state
+        # 0-RTT messages that arrived before the handshake completed, handed to the handler
+        # right after handshake_complete (nothing can be sent back before that).
+        self.early_messages: list[bytes] = []
 
     @property
     def open(self) -> bool:
@@ -448,6 +484,12 @@ class DTLSHandler:
 
     def data_received(self, session: DTLSSession, data: bytes) -> None:
         """One application message arrived."""
+
+    def early_data_received(self, session: DTLSSession, data: bytes) -> None:
+        """One 0-RTT message the server accepted (RFC 8446 §4.2.10), delivered after
+        ``handshake_complete`` in arrival order. Early data can be replayed (§8): act only on
+        what is safe to repeat. By default it is handled like any other message."""
+        self.data_received(session, data)
 
     def session_ended(self, session: DTLSSession, error: BaseException | None) -> None:
         """The association is over: ``error`` None after close_notify (either side)."""
@@ -557,6 +599,12 @@ class DTLSServerLoop:
                 if isinstance(event, HandshakeComplete):
                     session.handshake = event
                     handler.handshake_complete(session)
+                    early, session.early_messages = session.early_messages, []
+                    for data in early:
+                        handler.early_data_received(session, data)
+                elif isinstance(event, EarlyDataReceived):
+                    session.early_data_received += len(event.data)
+                    session.early_messages.append(event.data)
                 elif isinstance(event, ApplicationData):
                     handler.data_received(session, event.data)
                 elif isinstance(event, KeyUpdated):
@@ -663,5 +711,6 @@ __all__ = [
     "bind_udp",
     "connect",
     "failure_error",
+    "offer_early_data",
     "serve_dtls",
 ]

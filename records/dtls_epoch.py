@@ -8,6 +8,7 @@ of the epoch, not the epoch, §4).
 
 from __future__ import annotations
 
+import struct
 from typing import Final
 
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
@@ -15,10 +16,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algori
 from records.aead import RecordCipher
 from records.content_types import ContentType
 from records.dtls_header import (
+    CIPHERTEXT_FIXED_BITS,
+    FLAG_CID,
+    FLAG_LENGTH,
+    FLAG_SEQ16,
     MAX_CIPHERTEXT_LENGTH,
     MIN_ENCRYPTED_LENGTH,
     CiphertextRecord,
-    encode_unified_header,
     unified_header_length,
 )
 from records.errors import BAD_RECORD_MAC, INTERNAL_ERROR, UNEXPECTED_MESSAGE, RecordError
@@ -41,6 +45,10 @@ PROTECTED_CONTENT_TYPES: Final = frozenset(
 # forgery attempts; the RFC demands an explicit limit, so this is the default.
 CCM_8_DEFAULT_INTEGRITY_LIMIT: Final = 1 << 7
 
+_SEQ8: Final = struct.Struct("!B")
+_SEQ16: Final = struct.Struct("!H")
+_U16: Final = struct.Struct("!H")
+
 
 # Ask for a key update once three quarters of a limit are used (RFC 9147 §4.5.3:
 # "SHOULD initiate a key update before reaching this limit"), leaving room for the
@@ -55,6 +63,12 @@ def parse_inner_plaintext(inner: bytes) -> tuple[int, bytes]:
     All-zero plaintext or a content type DTLS 1.3 does not carry is invalid
     (rfc9147bis §4.5.2 lists both among records to discard).
     """
+    if inner and inner[-1]:
+        # Unpadded (the usual case): the last octet is the type; one slice, no rstrip copy.
+        content_type = inner[-1]
+        if content_type not in PROTECTED_CONTENT_TYPES:
+            raise RecordError(UNEXPECTED_MESSAGE, f"invalid inner content type {content_type}")
+        return content_type, inner[:-1]
     stripped = inner.rstrip(b"\x00")
     if not stripped:
         raise RecordError(UNEXPECTED_MESSAGE, "inner plaintext has no content type")
@@ -134,7 +148,7 @@ class DTLSEpochCipher:
     def protect(
         self,
         content_type: int,
-        payload: bytes,
+        payload: bytes | memoryview,
         seq: int,
         *,
         cid: bytes | None = None,
@@ -152,25 +166,44 @@ class DTLSEpochCipher:
         tag_len = cipher.tag_len
         # §4.2.3: the ciphertext must be at least 16 bytes; "Senders MUST pad short
         # plaintexts out" (matters for CCM_8's 8-byte tag).
-        short = MIN_ENCRYPTED_LENGTH - tag_len - (len(payload) + 1 + padding)
+        size = len(payload)
+        short = MIN_ENCRYPTED_LENGTH - tag_len - (size + 1 + padding)
         if short > 0:
             padding += short
-        inner = b"".join((payload, bytes((content_type,)), bytes(padding)))
-        ct_len = len(inner) + tag_len
+        if padding:
+            inner = b"".join((payload, bytes((content_type,)), bytes(padding)))
+        else:
+            inner = b"".join((payload, bytes((content_type,))))
+        ct_len = size + 1 + padding + tag_len
         if ct_len > MAX_CIPHERTEXT_LENGTH:
             raise ValueError("record too large for DTLSCiphertext")
-        header = encode_unified_header(
-            self.epoch, seq, cid=cid, seq_len=seq_len, length=ct_len if with_length else None
-        )
+        if seq_len not in (1, 2):
+            raise ValueError("unified header sequence numbers are 8 or 16 bits")
+        # The unified header (RFC 9147 §4, Figure 3): 0 0 1 C S L E E, CID, sequence bits,
+        # length. Built twice from struct, with the sequence bits clear (the AAD, §4) and
+        # masked (§4.2.3), instead of patching a copy.
+        first = CIPHERTEXT_FIXED_BITS | (self.epoch & 3)
+        cid = cid or b""
+        if cid:
+            first |= FLAG_CID
+        if seq_len == 2:
+            first |= FLAG_SEQ16
+            low = seq & 0xFFFF
+            seq_format = _SEQ16
+        else:
+            low = seq & 0xFF
+            seq_format = _SEQ8
+        tail = b""
+        if with_length:
+            first |= FLAG_LENGTH
+            tail = _U16.pack(ct_len)
+        lead = bytes((first,)) + cid
+        header = lead + seq_format.pack(low) + tail
         # §4: the AAD is the header "prior to record number encryption".
         ciphertext = cipher.seal(seq, header, inner)
         mask = self.record_mask(ciphertext)
-        masked = bytearray(header)
-        off = 1 + (len(cid) if cid else 0)
-        masked[off] ^= mask[0]
-        if seq_len == 2:
-            masked[off + 1] ^= mask[1]
-        return bytes(masked) + ciphertext
+        masked = low ^ (((mask[0] << 8) | mask[1]) if seq_len == 2 else mask[0])
+        return b"".join((lead, seq_format.pack(masked), tail, ciphertext))
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -184,13 +217,21 @@ class DTLSEpochCipher:
         encrypted = record.encrypted_record
         if len(encrypted) < MIN_ENCRYPTED_LENGTH:
             raise RecordError(BAD_RECORD_MAC, "encrypted record shorter than 16 bytes")
-        mask = self.record_mask(encrypted)
-        seq_len = record.seq_len
-        off = record.seq_offset
+        ecb = self._ecb
+        mask = ecb.update(encrypted[:16]) if ecb is not None else self.record_mask(encrypted)
         header = record.header
-        low = record.masked_seq ^ int.from_bytes(mask[:seq_len], "big")
-        seq = reconstruct_seq(low, 8 * seq_len, expected_seq)
-        aad = b"".join((header[:off], low.to_bytes(seq_len, "big"), header[off + seq_len :]))
+        off = 1 if record.cid is None else 1 + len(record.cid)
+        if header[0] & FLAG_SEQ16:
+            seq_len = 2
+            low = ((header[off] << 8) | header[off + 1]) ^ ((mask[0] << 8) | mask[1])
+            seq = reconstruct_seq(low, 16, expected_seq)
+            clear = _SEQ16.pack(low)
+        else:
+            seq_len = 1
+            low = header[off] ^ mask[0]
+            seq = reconstruct_seq(low, 8, expected_seq)
+            clear = _SEQ8.pack(low)
+        aad = b"".join((header[:off], clear, header[off + seq_len :]))
         return seq, self.cipher.open(seq, aad, encrypted)
 
     def unprotect(self, record: CiphertextRecord, expected_seq: int) -> tuple[int, int, bytes]:

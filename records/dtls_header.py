@@ -109,7 +109,7 @@ class DatagramRecords:
 def encode_plaintext(
     content_type: int,
     seq: int,
-    fragment: bytes,
+    fragment: bytes | memoryview,
     *,
     epoch: int = 0,
     version: int = DTLS13_VERSION,
@@ -165,7 +165,7 @@ def parse_datagram(datagram: bytes | memoryview, cid_length: int = 0) -> Datagra
     header ends parsing (and "If no CID is negotiated, then the receiver MUST reject any
     records it receives that contain a CID", §9).
     """
-    view = memoryview(datagram)
+    view = datagram if type(datagram) is bytes else bytes(datagram)
     pos: int | None = 0
     records: list[PlaintextRecord | CiphertextRecord] = []
     discarded: list[str] = []
@@ -179,12 +179,13 @@ def parse_datagram(datagram: bytes | memoryview, cid_length: int = 0) -> Datagra
 
 
 def next_record(
-    view: memoryview, pos: int, cid_length: int
+    view: bytes | memoryview, pos: int, cid_length: int
 ) -> tuple[int | None, PlaintextRecord | CiphertextRecord | None, str | None]:
     """The record starting at ``pos``: (where the next one starts, or None when the rest of
     the datagram cannot be delimited; the record, or None; why it was discarded, or None).
     One record at a time, so a receiver can take each record's effect (new keys, a CID)
-    into account before it looks at the next one (see ``parse_datagram``)."""
+    into account before it looks at the next one (see ``parse_datagram``). Pass ``bytes``:
+    the fields are then plain slices (a memoryview works too, at the cost of a copy more)."""
     end = len(view)
     first = view[pos]
     if first in PLAINTEXT_CONTENT_TYPES:
@@ -226,10 +227,11 @@ def next_record(
             return None, None, "DTLSCiphertext length exceeds the datagram"
     else:
         length = end - start  # §4: no length field -> the rest of the datagram
-    header = bytes(view[pos:start])
     stop = start + length
     if length < MIN_ENCRYPTED_LENGTH:
         return stop, None, "encrypted record shorter than 16 bytes"  # §4.2.3
     if length > MAX_CIPHERTEXT_LENGTH:
         return stop, None, "encrypted record longer than 2^14 + 256"
+    # bytes() is free on the slices of a bytes datagram and copies a memoryview's.
+    header = bytes(view[pos:start])
     return stop, CiphertextRecord(header, cid, bytes(view[start:stop])), None

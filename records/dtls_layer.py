@@ -46,6 +46,9 @@ __all__ = ["DTLSRecord", "DTLSRecordLayer", "DTLSRecordStats"]
 # RFC 8446 §5.4 / RFC 8449 §4: DTLSInnerPlaintext (content + type + padding) <= 2^14 + 1.
 DEFAULT_PLAINTEXT_LIMIT = MAX_PLAINTEXT_LENGTH + 1
 
+_HANDSHAKE = int(ContentType.handshake)
+_ALERT = int(ContentType.alert)
+
 
 class DTLSRecord(NamedTuple):
     """A received record after deprotection."""
@@ -60,7 +63,7 @@ class DTLSRecord(NamedTuple):
         return RecordNumber(self.epoch, self.seq)
 
 
-@dataclass
+@dataclass(slots=True)
 class DTLSRecordStats:
     """Diagnostics for §4.5.2 ("an error MAY be logged"): counts, never exceptions."""
 
@@ -87,9 +90,32 @@ class _ReadEpoch:
 class DTLSRecordLayer:
     """Record protection state of one DTLS 1.3 association (both directions)."""
 
+    __slots__ = (
+        "_read",
+        "_read_by_bits",
+        "_read_epochs",
+        "_receive_cid_length",
+        "_receive_cids",
+        "_replay_window",
+        "_write",
+        "_write_epoch",
+        "_write_seq",
+        "accept_plaintext",
+        "highest_read_epoch_used",
+        "plaintext_version",
+        "read_limit",
+        "send_cid",
+        "stats",
+        "write_limit",
+    )
+
     def __init__(self, *, replay_window: int = 64) -> None:
         self._replay_window = replay_window
         self._read: dict[int, _ReadEpoch] = {}
+        # Derived from _read on every change (_read_changed), read per record: the epoch
+        # each value of a unified header's two E bits selects (§4.2.2), and the sorted list.
+        self._read_by_bits: dict[int, _ReadEpoch] = {}
+        self._read_epochs: tuple[int, ...] = ()
         self._write: dict[int, DTLSEpochCipher] = {}
         self._write_seq: dict[int, int] = {0: 0}
         self._write_epoch = 0
@@ -138,10 +164,21 @@ class DTLSRecordLayer:
         for old in [e for e in self._read if (e & 3) == (epoch & 3) and e < epoch]:
             del self._read[old]
         self._read[epoch] = _ReadEpoch(cipher, self._replay_window)
+        self._read_changed()
 
     def drop_read_epoch(self, epoch: int) -> None:
         """Forget a read epoch (e.g. after the MSL-based grace period of §4.2.1)."""
-        self._read.pop(epoch, None)
+        if self._read.pop(epoch, None) is not None:
+            self._read_changed()
+
+    def _read_changed(self) -> None:
+        self._read_epochs = tuple(sorted(self._read))
+        by_bits: dict[int, _ReadEpoch] = {}
+        for bits in range(4):
+            epoch = select_epoch(bits, self._read_epochs)
+            if epoch is not None:
+                by_bits[bits] = self._read[epoch]
+        self._read_by_bits = by_bits
 
     def install_write_epoch(self, cipher: DTLSEpochCipher) -> None:
         """Add a write epoch and make it the current one (it must be newer)."""
@@ -160,7 +197,7 @@ class DTLSRecordLayer:
 
     @property
     def read_epochs(self) -> tuple[int, ...]:
-        return tuple(sorted(self._read))
+        return self._read_epochs
 
     @property
     def write_epoch(self) -> int:
@@ -205,7 +242,7 @@ class DTLSRecordLayer:
     def encode_record(
         self,
         content_type: int,
-        payload: bytes,
+        payload: bytes | memoryview,
         *,
         epoch: int | None = None,
         padding: int = 0,
@@ -253,7 +290,7 @@ class DTLSRecordLayer:
         (a ServerHello and the first epoch-2 records share a datagram, RFC 9147 §4.3)."""
         stats = self.stats
         stats.datagrams += 1
-        view = memoryview(datagram)
+        view = datagram if type(datagram) is bytes else bytes(datagram)
         pos: int | None = 0
         while pos is not None and pos < len(view):
             pos, record, reason = next_record(view, pos, self._receive_cid_length)
@@ -287,15 +324,16 @@ class DTLSRecordLayer:
 
     def _unprotect(self, record: CiphertextRecord) -> DTLSRecord | None:
         stats = self.stats
-        epoch = select_epoch(record.epoch_bits, self._read)
-        if epoch is None:
+        state = self._read_by_bits.get(record.header[0] & 3)
+        if state is None:
             # §6.1: no cipher state for the epoch -> handle as a deprotection failure.
             stats.discard("no read keys for epoch")
             return None
-        state = self._read[epoch]
         cipher = state.cipher
+        epoch = cipher.epoch
+        window = state.window
         try:
-            seq, inner = cipher.decrypt(record, state.window.next_expected)
+            seq, inner = cipher.decrypt(record, window.next_expected)
         except RecordError as exc:
             stats.auth_failures += 1
             stats.discard(exc.reason)
@@ -309,7 +347,7 @@ class DTLSRecordLayer:
             stats.discard(exc.reason)
             return None
         # §4.5.1: replay check after deprotection; update the window only now.
-        if not state.window.check_and_accept(seq):
+        if not window.check_and_accept(seq):
             stats.replays += 1
             stats.discard("replayed record")
             return None
@@ -318,7 +356,7 @@ class DTLSRecordLayer:
         if len(inner) > self.read_limit:
             # RFC 8449 §4 / RFC 8446 §5.4: an authenticated peer exceeded our limit.
             raise RecordError(RECORD_OVERFLOW, "protected record exceeds the record size limit")
-        if not content and content_type in (ContentType.handshake, ContentType.alert):
+        if not content and content_type in (_HANDSHAKE, _ALERT):
             # RFC 8446 §5.1/§5.4: zero-length handshake or alert fragments are not allowed.
             raise RecordError(UNEXPECTED_MESSAGE, "zero-length handshake or alert record")
         return DTLSRecord(epoch, seq, content_type, content)
@@ -330,6 +368,7 @@ class DTLSRecordLayer:
             # §4.5.3: "Once a key update has been initiated, the previous keys can be
             # dropped when the limit is reached rather than closing the connection."
             del self._read[epoch]
+            self._read_changed()
             return
         # §4.5.3: too many forgeries under the current key -> close the connection.
         raise RecordError(BAD_RECORD_MAC, f"AEAD integrity limit exceeded in epoch {epoch}")

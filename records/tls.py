@@ -53,7 +53,12 @@ _HANDSHAKE = ContentType.handshake.value
 _APPDATA = ContentType.application_data.value
 _TLS13_TYPES: Final = frozenset((_CCS, _ALERT, _HANDSHAKE, _APPDATA))
 _TYPE_BYTE: Final = {t: bytes((t,)) for t in (_ALERT, _HANDSHAKE, _APPDATA)}
+_APPDATA_BYTE: Final = _TYPE_BYTE[_APPDATA]
 _CCS_RECORD: Final = _HEADER.pack(_CCS, TLS12_VERSION, 1) + b"\x01"
+
+# Record bodies up to this size are sliced (a small copy) rather than viewed: a memoryview
+# costs more than copying a few hundred bytes.
+_COPY_BELOW: Final = 512
 
 # Compact the input buffer only once this much consumed data sits in front of it.
 _COMPACT_AT: Final = 1 << 16
@@ -69,6 +74,7 @@ class TLSRecordLayer:
     __slots__ = (
         "_buf",
         "_early_skip",
+        "_fast_read_max",
         "_off",
         "_protected_seen",
         "_read_cipher",
@@ -83,7 +89,9 @@ class TLSRecordLayer:
 
     def __init__(self, *, padding: PaddingPolicy | None = None) -> None:
         self.padding = padding
-        self._buf = bytearray()
+        # Unread input: the caller's own bytes object while it is consumed record by record
+        # (no copy), a private bytearray once a partial record has to be completed.
+        self._buf: bytes | bytearray = b""
         self._off = 0  # start of the first unread record in _buf
         self._read_cipher: RecordCipher | None = None
         self._write_cipher: RecordCipher | None = None
@@ -94,6 +102,9 @@ class TLSRecordLayer:
         self._protected_seen = False
         self._read_keys_installed = 0
         self._early_skip: int | None = None
+        # Largest protected application_data record the fast path of read_record accepts
+        # without the full header checks (-1: never, e.g. no read key).
+        self._fast_read_max = -1
 
     # -- keys and limits -------------------------------------------------------------------
 
@@ -112,6 +123,16 @@ class TLSRecordLayer:
         if cipher is not None:
             self._protected_seen = True
             self._read_keys_installed += 1
+        self._update_fast_read()
+
+    def _update_fast_read(self) -> None:
+        # What _check_header would accept for a protected application_data record: at most
+        # 2^14 + 256 bytes and an inner plaintext within our limit (RFC 8446 §5.2, RFC 8449).
+        cipher = self._read_cipher
+        if cipher is None or self._early_skip is not None:
+            self._fast_read_max = -1
+        else:
+            self._fast_read_max = min(MAX_CIPHERTEXT, self._read_limit + cipher.tag_len)
 
     def set_write_cipher(self, cipher: RecordCipher | None) -> None:
         self._write_cipher = cipher
@@ -132,6 +153,7 @@ class TLSRecordLayer:
         protected records; unprotected records keep the 2^14 limit of RFC 8446 §5.1.
         """
         self._read_limit = _check_limit(limit)
+        self._update_fast_read()
 
     def set_write_limit(self, limit: int) -> None:
         """The record_size_limit the peer advertised (RFC 8449 §4).
@@ -155,6 +177,7 @@ class TLSRecordLayer:
         if max_bytes is not None and max_bytes < 0:
             raise ValueError("max_bytes must be >= 0")
         self._early_skip = max_bytes
+        self._update_fast_read()
 
     @property
     def skipping_early_data(self) -> bool:
@@ -168,16 +191,26 @@ class TLSRecordLayer:
             return
         buf = self._buf
         off = self._off
-        if off:
-            # Compacting is a memmove of the unread tail; doing it only when the consumed
-            # prefix is large (or the buffer is fully drained) keeps it rare.
-            if off == len(buf):
-                buf.clear()
-                self._off = 0
-            elif off >= _COMPACT_AT:
+        if off >= len(buf):
+            # Nothing unread: read the records straight out of the caller's bytes (immutable,
+            # so holding a reference is safe); anything mutable is copied once.
+            self._buf = data if type(data) is bytes else bytearray(data)
+            self._off = 0
+            return
+        if isinstance(buf, bytearray):
+            if off >= _COMPACT_AT:
+                # Compacting is a memmove of the unread tail; doing it only when the consumed
+                # prefix is large keeps it rare.
                 del buf[:off]
                 self._off = 0
-        buf += data
+            buf += data
+            return
+        # A partial record is left in the caller's bytes: continue in a private buffer.
+        with memoryview(buf) as view:
+            pending = bytearray(view[off:])
+        pending += data
+        self._buf = pending
+        self._off = 0
 
     def pending(self) -> bool:
         """True when unread bytes are buffered; after ``read_record`` returned None that is
@@ -200,18 +233,52 @@ class TLSRecordLayer:
         while True:
             buf = self._buf
             off = self._off
-            if len(buf) - off < HEADER_LEN:
+            size = len(buf)
+            if size - off < HEADER_LEN:
                 return None
             ctype, version, length = _HEADER.unpack_from(buf, off)
+            start = off + HEADER_LEN
+            end = start + length
+            if ctype == _APPDATA and version == TLS12_VERSION and length <= self._fast_read_max:
+                # Fast path, one protected record (every one after the handshake): the
+                # header checks of _check_header hold by construction of _fast_read_max.
+                if size < end:
+                    return None
+                seq = self.read_seq
+                if seq >= SEQ_LIMIT:
+                    raise _fail(INTERNAL_ERROR, "read sequence number would wrap")
+                if end == size:
+                    # Last buffered record: drop the buffer rather than keep it for feed().
+                    self._buf = b""
+                    self._off = 0
+                else:
+                    self._off = end
+                cipher = self._read_cipher
+                assert cipher is not None  # _fast_read_max is -1 without a read key
+                if length <= _COPY_BELOW:
+                    inner = cipher.open(seq, buf[off:start], buf[start:end])
+                else:
+                    # Large bodies are decrypted from a view of the buffer (no copy); the
+                    # view is released before feed() could resize the buffer.
+                    with memoryview(buf) as view:
+                        inner = cipher.open(seq, buf[off:start], view[start:end])
+                self.read_seq = seq + 1
+                if inner and inner[-1] == _APPDATA:
+                    return _APPDATA, inner[:-1]
+                return _strip_inner(inner)
             cipher = self._read_cipher
             # Everything knowable from the header is checked before waiting for the body, so
             # a bogus length never makes us buffer up to 64 KiB.
             self._check_header(ctype, version, length, cipher)
-            start = off + HEADER_LEN
-            end = start + length
-            if len(buf) < end:
+            if size < end:
                 return None
-            self._off = end  # consume first: errors below leave the stream after this record
+            # Consume first: errors below leave the stream after this record. A fully read
+            # buffer is dropped (an idle connection keeps no input around).
+            if end == size:
+                self._buf = b""
+                self._off = 0
+            else:
+                self._off = end
 
             if ctype == _APPDATA:
                 if cipher is None:
@@ -226,8 +293,8 @@ class TLSRecordLayer:
                 if buf[start] != 1:
                     raise _fail(UNEXPECTED_MESSAGE, "change_cipher_spec value is not 0x01")
                 return _CCS, b"\x01"
-            with memoryview(buf) as view, view[start:end] as body:
-                return ctype, bytes(body)
+            payload = buf[start:end]
+            return ctype, payload if type(payload) is bytes else bytes(payload)
 
     def _check_header(
         self, ctype: int, version: int, length: int, cipher: RecordCipher | None
@@ -288,7 +355,7 @@ class TLSRecordLayer:
     def _open(
         self,
         cipher: RecordCipher,
-        buf: bytearray,
+        buf: bytes | bytearray,
         off: int,
         start: int,
         end: int,
@@ -307,7 +374,9 @@ class TLSRecordLayer:
                 self._charge_early_data(length - cipher.tag_len - 1)
                 return None
         self.read_seq += 1
-        self._early_skip = None  # the first record under the expected key ends 0-RTT skipping
+        if self._early_skip is not None:
+            self._early_skip = None  # the first record under the expected key ends skipping
+            self._update_fast_read()
         if len(inner) > self._read_limit:
             raise _fail(RECORD_OVERFLOW, f"inner plaintext {len(inner)} > {self._read_limit}")
         return _strip_inner(inner)
@@ -333,6 +402,24 @@ class TLSRecordLayer:
         unprotected compatibility record ``14 03 03 00 01 01`` (§D.4) and uses no sequence
         number. ``legacy_version=0x0301`` is only for an initial ClientHello (§5.1).
         """
+        cipher = self._write_cipher
+        if (
+            content_type == _APPDATA
+            and cipher is not None
+            and self.padding is None
+            and legacy_version == TLS12_VERSION
+        ):
+            n = len(data)
+            if n < self._write_limit:
+                # Fast path, one unpadded application record: TLSInnerPlaintext is the data
+                # and its type byte (RFC 8446 §5.2), built with a single copy.
+                seq = self.write_seq
+                if seq >= SEQ_LIMIT:
+                    raise RecordError(INTERNAL_ERROR, "write sequence number would wrap")
+                header = _HEADER.pack(_APPDATA, TLS12_VERSION, n + 1 + cipher.tag_len)
+                sealed = cipher.seal(seq, header, b"".join((data, _APPDATA_BYTE)))
+                self.write_seq = seq + 1
+                return header + sealed
         if content_type == _CCS:
             if bytes(data) != b"\x01":
                 raise ValueError("change_cipher_spec payload must be exactly 0x01")
@@ -344,7 +431,6 @@ class TLSRecordLayer:
         n = len(data)
         if n == 0 and content_type != _APPDATA:
             raise ValueError("handshake and alert records must not be empty (RFC 8446 §5.1)")
-        cipher = self._write_cipher
         if cipher is None:
             return self._encode_plain(content_type, data, n, legacy_version)
         if legacy_version != TLS12_VERSION:

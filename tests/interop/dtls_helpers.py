@@ -102,7 +102,30 @@ class OurClientRun:
         )
 
 
-def run_our_client(
+@dataclass
+class OurClient:
+    """Our CLI client, started; ``result()`` waits for it and collects what it wrote."""
+
+    process: PeerProcess
+    summary_path: Path
+    trace_path: Path
+    stdout_path: Path
+
+    def result(self, timeout: float = STEP_TIMEOUT) -> OurClientRun:
+        exit_code = self.process.finish(timeout)
+        summary: dict[str, Any] = {}
+        if self.summary_path.exists():
+            summary = json.loads(self.summary_path.read_text())
+        return OurClientRun(
+            self.process,
+            exit_code,
+            summary,
+            self.stdout_path.read_bytes(),
+            load_trace(self.trace_path),
+        )
+
+
+def start_our_client(
     processes: Processes,
     directory: Path,
     port: int,
@@ -111,9 +134,9 @@ def run_our_client(
     *,
     send: str | None = "hello from tls13",
     name: str = "ours-client",
-    timeout: float = STEP_TIMEOUT,
-) -> OurClientRun:
-    """``python -m protocol client --dtls`` to ``HOST:port``, to the end (or killed)."""
+) -> OurClient:
+    """``python -m protocol client --dtls`` to ``HOST:port`` (``extra`` may override
+    ``--timeout``: the last one given wins)."""
     summary_path = directory / f"{name}-summary.json"
     trace_path = directory / f"{name}-trace.jsonl"
     stdout_path = directory / f"{name}-stdout.bin"
@@ -125,13 +148,23 @@ def run_our_client(
         argv += ["--send", send]
     argv += list(extra)
     client = processes.start(argv, name=name, stdin="null", stdout=stdout_path)
-    exit_code = client.finish(timeout)
-    summary: dict[str, Any] = {}
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-    return OurClientRun(
-        client, exit_code, summary, stdout_path.read_bytes(), load_trace(trace_path)
-    )
+    return OurClient(client, summary_path, trace_path, stdout_path)
+
+
+def run_our_client(
+    processes: Processes,
+    directory: Path,
+    port: int,
+    pki: Path,
+    extra: tuple[str, ...] | list[str] = (),
+    *,
+    send: str | None = "hello from tls13",
+    name: str = "ours-client",
+    timeout: float = STEP_TIMEOUT,
+) -> OurClientRun:
+    """Our client to ``HOST:port``, run to the end (or killed after ``timeout``)."""
+    client = start_our_client(processes, directory, port, pki, extra, send=send, name=name)
+    return client.result(timeout)
 
 
 @dataclass

@@ -21,9 +21,9 @@ import pytest
 
 from interop.peers import PeerInfo, require
 from tests.interop.dtls_helpers import (
-    finish_pair,
     IP_UDP_OVERHEAD,
     OurClientRun,
+    finish_pair,
     free_udp_port,
     handshake_messages,
     relay_datagram_sizes,
@@ -77,7 +77,8 @@ def start_wolfssl_server(
     port = free_udp_port()
     udp = ["-u", str(mtu)] if mtu else ["-u"]
     argv: list[str | Path] = [peer.exe("server"), *udp, "-v", "4", "-p", str(port),
-                              "-c", pki / "server.pem", "-k", pki / "server.key", *args]  # fmt: skip
+                              "-c", pki / "server.pem", "-k", pki / "server.key",
+                              *args]  # fmt: skip
     server = processes.start(argv, name=f"{peer.name}-server", stdin="null", cwd=peer.path)
     wait_udp_bound(port, server)
     return server, port

@@ -95,6 +95,18 @@ def handshake_phase(datagram: bytes) -> bool:
     return pos == size
 
 
+def first_epoch(datagram: bytes) -> int | None:
+    """The epoch of a datagram's first record: 0 for DTLSPlaintext, the two low bits of the
+    epoch for a unified header (RFC 9147 §4), None if it is neither."""
+    if not datagram:
+        return None
+    if datagram[0] in (21, 22, 26):
+        return 0
+    if datagram[0] & 0xE0 == 0x20:
+        return datagram[0] & 0x03
+    return None
+
+
 @dataclass
 class UdpRelay:
     """Forwards between a client (which sends to ``port``) and a server at ``server_port``."""
@@ -128,6 +140,9 @@ class UdpRelay:
         self._delayed: list[tuple[float, int, Direction, bytes]] = []  # heap by due time
         self._order = itertools.count()
         self._count: dict[Direction, int] = {"c2s": 0, "s2c": 0}
+        #: (seconds since start, direction, index, action, datagram) for every decision;
+        #: action is "drop", "hold", "pass", "late" or "dup" (index -1 for duplicates).
+        self.events: list[tuple[float, Direction, int, str, bytes]] = []
         self._stop = threading.Event()
         self._log: IO[str] | None = None
         self._started = time.monotonic()
@@ -239,9 +254,10 @@ class UdpRelay:
         self._note(direction, index, action, data)
 
     def _note(self, direction: Direction, index: int, action: str, data: bytes) -> None:
+        elapsed = time.monotonic() - self._started
+        self.events.append((elapsed, direction, index, action, data))
         if self._log is None:
             return
-        elapsed = time.monotonic() - self._started
         self._log.write(
             f"{elapsed:9.4f} {direction} #{index:<4d} {action:5s} {len(data):5d} {data.hex()}\n"
         )
