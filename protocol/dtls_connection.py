@@ -546,11 +546,10 @@ class DTLSConnection:
                 ContentType.handshake, fragment.data, epoch=fragment.epoch
             )
             flight.carried(number, [index])
-            # Before the peer's address is proven, one record per datagram lets the 3× budget
+            # Before the peer's address is proven, one record per datagram lets the 3x budget
             # release the flight record by record (RFC 9147 §5.1).
             if datagram and (
-                not self.address_validated
-                or len(datagram) + len(record) > self._payload_limit
+                not self.address_validated or len(datagram) + len(record) > self._payload_limit
             ):
                 self._out.append(bytes(datagram))
                 datagram = bytearray()
@@ -790,7 +789,7 @@ class DTLSServerConnection(DTLSConnection):
         self._cookies = CookieSealer(config.cookie_secret) if cookies else None
         self._hellos = HelloCollector() if cookies else None
         # RFC 9147 §5.1: until the cookie returns (or, without the exchange, until the client
-        # shows it received our ServerHello) we send at most 3× what it sent.
+        # shows it received our ServerHello) we send at most 3x what it sent.
         self.address_validated = False
 
     @classmethod
@@ -804,10 +803,17 @@ class DTLSServerConnection(DTLSConnection):
         now: float,
         *,
         peer_address: object = None,
+        first_record_seq: int = 0,
     ) -> tuple[DTLSServerConnection, list[Event]]:
-        """An association for a ClientHello whose cookie the dispatcher validated."""
+        """An association for a ClientHello whose cookie the dispatcher validated.
+
+        ``first_record_seq`` is where its epoch-0 record numbers start: after the stateless
+        HelloRetryRequest's, so a peer's replay check (NSS) or an epoch-0 ACK of the retry
+        can never be mistaken for our ServerHello (RFC 9147 §4.5.1, §7).
+        """
         conn = cls(config, peer_address=peer_address, cookie_exchange=False)
         conn._now = now
+        conn._layer.set_next_write_seq(0, first_record_seq)
         try:
             conn._resume(params, cookie, message_seq)
             conn._trace_message("received", 0, client_hello)

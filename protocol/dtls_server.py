@@ -225,21 +225,28 @@ class DTLSServer:
                 for record in stateless_retry_records(hrr, self._retry_layer, self._payload_limit):
                     self._stateless_out.append((address, record))
                 return None
-        except HandshakeError:
-            return None  # nothing is kept and nothing answered for a hello we would refuse
+        except HandshakeError as exc:
+            # A hello we would refuse anyway: its alert (15 bytes, no amplification) and
+            # nothing kept, so the client learns why instead of timing out.
+            self._send_stateless_alert(address, exc.alert)
+            return None
         params_opt = self._cookies.open(cookie, peer, now)
         if params_opt is None:
             # RFC 9147 §5.1: an invalid cookie ends the handshake with illegal_parameter, so
             # the client can start afresh; a 15-byte alert amplifies nothing.
-            _, alert = self._retry_layer.encode_record(
-                ContentType.alert, bytes((2, AlertDescription.illegal_parameter)), epoch=0
-            )
-            self._stateless_out.append((address, alert))
+            self._send_stateless_alert(address, AlertDescription.illegal_parameter)
             return None
         self._hellos.pop(address, None)
         old = self._by_address.get(address)
         conn, events = _Association.from_cookie(
-            self.config, params_opt, cookie, message_seq, message, now, peer_address=address
+            self.config,
+            params_opt,
+            cookie,
+            message_seq,
+            message,
+            now,
+            peer_address=address,
+            first_record_seq=self._retry_layer.next_write_seq(0),
         )
         if old is not None:
             # RFC 9147 §5.11: the client proved reachability; the new association wins.
@@ -247,6 +254,10 @@ class DTLSServer:
         self._add(conn, address)
         self._touch(conn)
         return [(conn, e) for e in events]
+
+    def _send_stateless_alert(self, address: Address, alert: AlertDescription) -> None:
+        _, record = self._retry_layer.encode_record(ContentType.alert, bytes((2, alert)), epoch=0)
+        self._stateless_out.append((address, record))
 
     def _add(self, conn: DTLSServerConnection, address: Address) -> None:
         if isinstance(conn, _Association):

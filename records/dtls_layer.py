@@ -210,6 +210,13 @@ class DTLSRecordLayer:
     def next_write_seq(self, epoch: int | None = None) -> int:
         return self._write_seq[self._write_epoch if epoch is None else epoch]
 
+    def set_next_write_seq(self, epoch: int, seq: int) -> None:
+        """Continue an epoch's record numbers from ``seq`` (only forward): an association
+        created after a stateless HelloRetryRequest must not reuse that record's number."""
+        if seq < self._write_seq.get(epoch, 0):
+            raise ValueError("record numbers only move forward")
+        self._write_seq[epoch] = seq
+
     # -- AEAD limits (RFC 9147 §4.5.3) -----------------------------------------------------
 
     @property

@@ -10,6 +10,7 @@ command line or API calls and says, up front, which cells its peer cannot run
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,6 +264,10 @@ class PeerServer:
         # 0-RTT reject: True if the adapter rejects by restarting its server (new ticket
         # keys: a full handshake), False if its server resumes and declines early data.
         self.reject_by_restart = False
+        # Seconds to wait after the server started before sending 0-RTT (NSS's anti-replay
+        # rejects all early data during its first window).
+        self.early_data_delay = 0.0
+        self.started = time.monotonic()
 
     def peer_key_update(self) -> bool:
         """Make the peer send its own KeyUpdate(update_requested); False if it cannot."""
@@ -306,6 +311,8 @@ class Peer:
     dtls = False
     # Largest bulk transfer the peer finishes in reasonable time (None: the scenario's size).
     bulk_limit: int | None = None
+    # Our echo server answers 0-RTT data too (for clients whose request is the early data).
+    echo_early_data = False
 
     def __init__(self, version: str, missing: str | None = None) -> None:
         self.version = version

@@ -367,6 +367,13 @@ class PyOpenSSL(Peer):
             return None
         return None
 
+    def our_client_options(self, spec: Spec) -> dict[str, object]:
+        if spec.early_data and not spec.group:
+            # OpenSSL 4.0 prefers X25519MLKEM768 and answers an x25519 share with HRR, which
+            # drops 0-RTT (RFC 8446 §4.2.10) and, with early data offered, the ticket too
+            return {"groups": ("X25519MLKEM768", "x25519")}
+        return {}
+
     def _context(self, cell: Cell, spec: Spec, server: bool) -> Any:
         from OpenSSL import SSL
         from OpenSSL._util import lib
@@ -530,10 +537,10 @@ class TLSLite(Peer):
             return reason
         if spec.group and spec.group not in TLSLITE_GROUPS:
             return f"{self.label} has {spec.group} only with kyber-py, which is not installed"
-        if spec.early_data == "accept" and role == "client":
-            return f"{self.label}'s server never accepts 0-RTT (it skips early data)"
         if spec.early_data and role == "server":
             return f"{self.label}'s client cannot send 0-RTT data"
+        if spec.early_data:
+            return f"{self.label}'s tickets never allow 0-RTT (no early_data in NewSessionTicket)"
         return None
 
     def _settings(self, spec: Spec, server: bool) -> Any:

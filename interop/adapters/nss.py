@@ -66,6 +66,7 @@ class NSS(Peer):
     name = "nss"
     tls = True
     dtls = True
+    echo_early_data = True  # tstclnt -A -Z sends its request file as 0-RTT data
 
     def __init__(self, info: PeerInfo | None) -> None:
         super().__init__(info.version if info else "?")
@@ -117,6 +118,11 @@ class NSS(Peer):
             return f"{self.label} has no {spec.group}"
         if spec.cid:
             return f"{self.label} has no DTLS Connection ID (RFC 9146)"
+        if spec.psk and role == "client":
+            return (
+                "NSS selfserv -z never selects the external PSK: it authenticates with its "
+                "certificate (NSS's own tstclnt -z too)"
+            )
         if spec.alpn and role == "server":
             return "NSS's tstclnt cannot offer ALPN"
         if spec.bulk and role == "client":
@@ -179,6 +185,9 @@ class SelfServ(PeerServer):
         self.argv = argv
         super().__init__(port, HttpEchoApp(), self._start(port))
         self.reject_by_restart = True  # selfserv accepts 0-RTT whenever -Z is on
+        # NSS's anti-replay context rejects all 0-RTT during its first window (tls13replay.c:
+        # it cannot know the ClientHellos seen before it started)
+        self.early_data_delay = 10.5  # selfserv: SSL_CreateAntiReplayContext(now, 10 s, ...)
 
     def _start(self, port: int) -> PeerProcess:
         process = self.cell.start(self.argv, "selfserv", env=self.peer.env, stdin="null")

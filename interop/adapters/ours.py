@@ -137,6 +137,9 @@ def server_config(cell: Cell, spec: Spec, **options: Any) -> ServerConfig:
         settings["cid_length"] = 8
     if spec.mtu:
         settings["mtu"] = spec.mtu
+        # small shares: our first preference, X25519MLKEM768, makes a 1.2 KB ClientHello
+        # that some clients cannot fragment (wolfSSL at MTU 300 answers our HRR without it)
+        settings.setdefault("groups", ("x25519", "secp256r1"))
     settings.update(options)
     return ServerConfig(**settings)
 
@@ -336,15 +339,17 @@ def tls_client(
     *,
     session: Session | None = None,
     early_data: bytes | None = None,
+    host: str = HOST,
+    server_name: str = SERVER_NAME,
 ) -> OurTLS:
-    """Our client connected to HOST:port, handshake done (early data sent with the first
+    """Our client connected to host:port, handshake done (early data sent with the first
     flight when given)."""
     try:
-        sock = socket.create_connection((HOST, port), timeout=cell.timeout)
+        sock = socket.create_connection((host, port), timeout=cell.timeout)
     except OSError as exc:
-        raise CellFailure(f"cannot connect to port {port}: {exc}") from exc
+        raise CellFailure(f"cannot connect to {host}:{port}: {exc}") from exc
     cell.cleanups.append(sock.close)
-    conn = TLSClientConnection(config, server_name=SERVER_NAME, session=session, port=port)
+    conn = TLSClientConnection(config, server_name=server_name, session=session, port=port)
     chan = OurTLS(sock, conn, cell.timeout)
     if early_data is not None:
         try:
@@ -381,14 +386,15 @@ def echo(
     key_update: bool = False,
     timeout: float = 10.0,
     limit: int | None = None,
+    echo_early_data: bool = False,
 ) -> None:
     """Echo until the peer closes (or, with ``limit``, until that many bytes were echoed: then
     we close, for peers that wait for the server to end a bulk transfer); with ``key_update``
     our KeyUpdate(update_requested) goes out before the first echo, so the peer must take new
     keys and answer (RFC 8446 §4.6.3)."""
     first = True
-    if chan.early_data and chan.can_send:
-        # 0-RTT data counts as the first request (tstclnt sends its request as early data)
+    if echo_early_data and chan.early_data and chan.can_send:
+        # 0-RTT data as the first request (tstclnt sends its request file as early data)
         served.received += len(chan.early_data)
         chan.send(bytes(chan.early_data))
     while limit is None or served.received < limit:
@@ -537,11 +543,14 @@ def dtls_client(
     session: Session | None = None,
     early_data: bytes | None = None,
     timeout: float | None = None,
+    host: str = HOST,
+    server_name: str = SERVER_NAME,
 ) -> OurDTLS:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     cell.cleanups.append(sock.close)
-    sock.connect((HOST, port))
-    conn = DTLSClientConnection(config, server_name=SERVER_NAME, session=session, port=port)
+    sock.connect(address)
+    conn = DTLSClientConnection(config, server_name=server_name, session=session, port=port)
     dsock = DTLSSocket(sock, conn)
     chan = OurDTLS(dsock)
     cell.cleanups.append(chan.close)

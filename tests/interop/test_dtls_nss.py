@@ -39,19 +39,6 @@ NSS_REPLY = "reply from NSS"
 OUR_MESSAGE = "hello from tls13"
 PEER_TIMEOUT = 10.0
 
-# Our stateless HelloRetryRequest (protocol/dtls_server.py DTLSServer._hello, framed by the
-# shared _retry_layer) is epoch-0 record 0, and the association created from the cookie
-# restarts epoch-0 numbering at 0 (DTLSServerConnection._resume, SPEC_NOTES D4), so our
-# ServerHello is record 0:0 again. NSS runs its replay check on epoch 0 and drops the
-# ServerHello as a duplicate of the HRR: it retransmits ClientHello2 until it gives up. Its
-# plaintext ACK of the HRR (record 0:0) also "acknowledges" our ServerHello, so we never
-# resend it. Shown by a relay that only renumbers our ServerHello record (0:0 -> 0:100):
-# the handshake then completes. See the report for the fix.
-BUG_HRR_RECORD_NUMBER = (
-    "our bug: after the stateless cookie HRR (epoch-0 record 0:0) our ServerHello is record "
-    "0:0 again (D4); NSS drops it as a replay and its ACK of the HRR acks our ServerHello"
-)
-
 
 def nss() -> PeerInfo:
     return require("nss")
@@ -96,13 +83,10 @@ class ServerRun:
 
 SERVER_RUNS: dict[str, ServerRun] = {
     # Its defaults: an X25519MLKEM768 ClientHello in two datagrams, through our cookie exchange.
-    "default-cookie": ServerRun(
-        association={"group": "X25519MLKEM768", "hrr": "yes"}, xfail=BUG_HRR_RECORD_NUMBER
-    ),
+    "default-cookie": ServerRun(association={"group": "X25519MLKEM768", "hrr": "yes"}),
     "x25519-cookie": ServerRun(
         nss=("-I", "x25519"),
         association={"group": "x25519", "hrr": "yes"},
-        xfail=BUG_HRR_RECORD_NUMBER,
     ),
     # Without the cookie exchange our ServerHello is the first epoch-0 record we send.
     "default-no-cookie": ServerRun(
