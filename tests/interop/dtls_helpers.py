@@ -207,7 +207,8 @@ def start_our_server(
 
 _ASSOCIATION = re.compile(
     r"^\S+ (?P<version>DTLS 1\.3) (?P<cipher_suite>\S+) group=(?P<group>\S+) sig=(?P<sig>\S+) "
-    r"alpn=(?P<alpn>\S+) sni=(?P<sni>\S+) hrr=(?P<hrr>yes|no) resumed=(?P<resumed>yes|no)(?: psk=(?P<psk>\S+))?(?: early_data=(?P<early_data>\S+))?"
+    r"alpn=(?P<alpn>\S+) sni=(?P<sni>\S+) hrr=(?P<hrr>yes|no) resumed=(?P<resumed>yes|no)"
+    r"(?: psk=(?P<psk>\S+))?(?: early_data=(?P<early_data>\S+))?"
     r"(?: peer=(?P<peer>.*?))? cid_sent=(?P<cid_sent>\S+) cid_received=(?P<cid_received>\S+)$",
     re.MULTILINE,
 )

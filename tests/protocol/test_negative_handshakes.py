@@ -817,8 +817,8 @@ def test_dtls_server_flight_in_one_datagram_completes_without_retransmission(pki
     # ServerHello and the protected records of the server's flight share one datagram: the
     # keys the ServerHello yields must apply to the records after it (regression: they were
     # deprotected first, dropped, and only the 1 s retransmission completed the handshake).
-    # Without the cookie exchange the server may send only 3× the ClientHello until the client
-    # proves its address (RFC 9147 §5.1): the client's ACK of the partial flight (after ¼ of
+    # Without the cookie exchange the server may send only 3x the ClientHello until the client
+    # proves its address (RFC 9147 §5.1): the client's ACK of the partial flight (after a quarter of
     # the retransmission timer) does that, well before any retransmission.
     pump = DatagramPump(pki)
     while not pump.completed() and pump.step():
