@@ -278,9 +278,7 @@ def test_large_transfer_both_ways(pki_dir: Path) -> None:
 
 
 def test_byte_by_byte_delivery(pki_dir: Path) -> None:
-    client = TLSClientConnection(
-        ClientConfig(server_name="localhost", cafile=pki_dir / "ca.pem")
-    )
+    client = TLSClientConnection(ClientConfig(server_name="localhost", cafile=pki_dir / "ca.pem"))
     server = TLSServerConnection(
         ServerConfig(certfile=pki_dir / "server.pem", keyfile=pki_dir / "server.key")
     )
