@@ -26,3 +26,9 @@ bench:
 
 bench-quick:
 	$(PYTHON) -m bench --quick
+
+interop:
+	$(PYTHON) -m interop $(INTEROP_ARGS) </dev/null
+
+probe:
+	$(PYTHON) -m interop probe $(TARGET) $(PROBE_ARGS) </dev/null

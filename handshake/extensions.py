@@ -121,24 +121,30 @@ class Extensions:
 
 def _install_fast_init(cls: type) -> None:
     """Give a frozen dataclass whose fields all have plain defaults an equivalent __init__
-    (same parameters, same defaults) that stores the whole instance dict at once.
+    (same parameters, same defaults) that fills a copy of a default instance's dict.
 
     The generated frozen __init__ sets each field through object.__setattr__: for the 25
     fields of Extensions that is several µs per instance, paid for every message built or
-    parsed. Equality, hashing, repr, replace() and fields() are untouched.
+    parsed. Copying the dict of an instance made the normal way keeps CPython's key-sharing
+    (compact) layout, so instances stay small. Equality, hashing, repr, replace() and
+    fields() are untouched.
     """
     params: list[str] = []
-    items: list[str] = []
-    namespace: dict[str, Any] = {"_set": object.__setattr__}
+    stores: list[str] = []
+    prototype = cls()
+    namespace: dict[str, Any] = {
+        "_set": object.__setattr__,
+        "_copy": prototype.__dict__.copy,
+    }
     for index, f in enumerate(dataclasses.fields(cls)):
         if f.default is dataclasses.MISSING or not f.init:
             raise TypeError(f"{cls.__name__}.{f.name} needs a plain default")
         namespace[f"_d{index}"] = f.default
         params.append(f"{f.name}=_d{index}")
-        items.append(f"{f.name!r}: {f.name}")
+        stores.append(f"    d[{f.name!r}] = {f.name}\n")
     source = (
         f"def __init__(self, {', '.join(params)}):\n"
-        f"    _set(self, '__dict__', {{{', '.join(items)}}})\n"
+        "    d = _copy()\n" + "".join(stores) + "    _set(self, '__dict__', d)\n"
     )
     exec(source, namespace)  # the same technique dataclasses itself uses
     init = namespace["__init__"]
@@ -759,17 +765,18 @@ def _tuple_getter(names: list[str]) -> Callable[[Extensions], tuple[Any, ...]]:
 
 _SPECS: dict[int, _Spec] = {ctx: _Spec(ctx) for ctx in _CONTEXT_FIELDS}
 
-# Extensions instances are built without dataclass.__init__ when decoding: the generated
-# frozen __init__ stores 25 fields through object.__setattr__ (several µs per message).
-_EXT_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Extensions)}
+# Decoded Extensions are built from a copy of a default instance's dict (compact, see
+# _install_fast_init) updated with the fields found, without any __init__ call.
+_EXT_DEFAULTS_COPY = Extensions().__dict__.copy
 _new_object = object.__new__
+_set_attribute = object.__setattr__
 
 
 def _make_extensions(values: dict[str, Any]) -> Extensions:
     ext = _new_object(Extensions)
-    state = ext.__dict__
-    state.update(_EXT_DEFAULTS)
+    state = _EXT_DEFAULTS_COPY()
     state.update(values)
+    _set_attribute(ext, "__dict__", state)
     return ext
 
 

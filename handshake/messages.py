@@ -201,14 +201,25 @@ HandshakeMessage: TypeAlias = (
 
 _M = TypeVar("_M")
 _new_object = object.__new__
+_set_attribute = object.__setattr__
+# Per message class, a dict made by its dataclass __init__ (CPython's compact, key-sharing
+# layout), copied for each decoded message.
+_LAYOUTS: dict[type, dict[str, Any]] = {}
 
 
 def _new_message(cls: type[_M], **fields: Any) -> _M:
     """A decoded message without the dataclass __init__: a frozen dataclass stores each
     field through object.__setattr__, which costs more than the parsing on hot paths. Every
     field must be given."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        msg = cls(**fields)
+        _LAYOUTS[cls] = msg.__dict__.copy()
+        return msg
+    state = layout.copy()
+    state.update(fields)
     msg = _new_object(cls)
-    msg.__dict__.update(fields)
+    _set_attribute(msg, "__dict__", state)
     return msg
 
 
@@ -449,8 +460,9 @@ def _d_client_hello(r: Reader, dtls: bool, hash_len: int) -> ClientHello:
             raise illegal_parameter("legacy_compression_methods must be [0] (§4.1.2)")
         if cookie:
             raise illegal_parameter("DTLS 1.3 legacy_cookie must be empty (RFC 9147 §5.3)")
-    return _new_message(
-        ClientHello,
+    # The normal constructor: a server keeps the ClientHello for the whole handshake, and
+    # instances built by __init__ are the most compact (no separate __dict__ object).
+    return ClientHello(
         random=random,
         legacy_session_id=session_id,
         cipher_suites=suites,

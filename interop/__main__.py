@@ -1,7 +1,7 @@
 """``python -m interop``: run the interop matrix; ``python -m interop probe HOST:PORT``: probe a
 server.
 
-    python -m interop                          # every scenario × peer × role (make interop)
+    python -m interop                          # every scenario x peer x role (make interop)
     python -m interop --peers wolfssl,nss --scenarios 'dtls-*' -j 2
     python -m interop --list                   # the scenarios and what each peer supports
     python -m interop probe example.com:443    # which features a server has (make probe)
@@ -46,24 +46,52 @@ def matrix_main(argv: Sequence[str]) -> int:
         "and write interop/results/matrix.md and matrix.json. Exit status 1 if a supported "
         "cell failed, unless it is a known peer bug (interop/known_issues.json).",
     )
-    parser.add_argument("--peers", type=_split, default=list(PEER_ORDER),
-                        help=f"comma-separated peers (default: all: {','.join(PEER_ORDER)})")  # fmt: skip
-    parser.add_argument("--scenarios", type=_split, default=[],
-                        help="comma-separated scenario names or globs, e.g. 'dtls-*'")  # fmt: skip
-    parser.add_argument("--roles", type=_split, default=list(ROLES),
-                        help="our roles: client,server (default both)")  # fmt: skip
-    parser.add_argument("-j", "--jobs", type=int, default=DEFAULT_JOBS,
-                        help=f"cells run in parallel (default {DEFAULT_JOBS})")  # fmt: skip
-    parser.add_argument("--step-timeout", type=float, default=STEP_TIMEOUT,
-                        help=f"seconds any one wait in a cell may take (default {STEP_TIMEOUT:g})")  # fmt: skip
-    parser.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT,
-                        help=f"hard limit per cell, scaled by its weight (default {CELL_TIMEOUT:g})")  # fmt: skip
-    parser.add_argument("--results", type=Path, default=RESULTS,
-                        help="where matrix.md/.json and failing cells' logs go")  # fmt: skip
+    parser.add_argument(
+        "--peers",
+        type=_split,
+        default=list(PEER_ORDER),
+        help=f"comma-separated peers (default: all: {','.join(PEER_ORDER)})",
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=_split,
+        default=[],
+        help="comma-separated scenario names or globs, e.g. 'dtls-*'",
+    )
+    parser.add_argument(
+        "--roles", type=_split, default=list(ROLES), help="our roles: client,server (default both)"
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=DEFAULT_JOBS,
+        help=f"cells run in parallel (default {DEFAULT_JOBS})",
+    )
+    parser.add_argument(
+        "--step-timeout",
+        type=float,
+        default=STEP_TIMEOUT,
+        help=f"seconds any one wait in a cell may take (default {STEP_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=CELL_TIMEOUT,
+        help=f"hard limit per cell, scaled by its weight (default {CELL_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="where matrix.md/.json and failing cells' logs go",
+    )
     parser.add_argument("--known-issues", type=Path, default=KNOWN_ISSUES)
     parser.add_argument("--keep", action="store_true", help="keep every cell's folder")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
-    parser.add_argument("--list", action="store_true", help="list scenarios and support, run nothing")
+    parser.add_argument(
+        "--list", action="store_true", help="list scenarios and support, run nothing"
+    )
     args = parser.parse_args(argv)
     roles = [cast(Role, r) for r in args.roles if r in ROLES]
     if args.list:
@@ -80,8 +108,8 @@ def matrix_main(argv: Sequence[str]) -> int:
         quiet=args.quiet,
         known_issues=args.known_issues,
     )
-    options.partial = bool(args.scenarios) or list(args.peers) != list(PEER_ORDER) or (
-        list(roles) != list(ROLES)
+    options.partial = (
+        bool(args.scenarios) or list(args.peers) != list(PEER_ORDER) or (list(roles) != list(ROLES))
     )
     issues = load_known_issues(options.known_issues)
     results, versions, seconds = run_matrix(options)

@@ -51,11 +51,21 @@ from .scenarios import GROUPS, HRR_RANDOM, SUITES
 TRACES = Path(__file__).resolve().parent / "results" / "traces"
 REQUEST = b"GET / HTTP/1.0\r\n\r\n"
 ALERT_NAMES = {
-    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
-    40: "handshake_failure", 42: "bad_certificate", 47: "illegal_parameter",
-    50: "decode_error", 51: "decrypt_error", 70: "protocol_version", 80: "internal_error",
-    109: "missing_extension", 110: "unsupported_extension", 112: "unrecognized_name",
-}  # fmt: skip
+    0: "close_notify",
+    10: "unexpected_message",
+    20: "bad_record_mac",
+    22: "record_overflow",
+    40: "handshake_failure",
+    42: "bad_certificate",
+    47: "illegal_parameter",
+    50: "decode_error",
+    51: "decrypt_error",
+    70: "protocol_version",
+    80: "internal_error",
+    109: "missing_extension",
+    110: "unsupported_extension",
+    112: "unrecognized_name",
+}
 SUPPORTED_GROUPS = 10
 KEY_SHARE = 51
 
@@ -84,8 +94,13 @@ class Report:
         width = max((len(f.feature) for f in self.findings), default=10)
         lines = [f"probe of {self.target} ({'DTLS 1.3' if self.dtls else 'TLS 1.3'})"]
         for f in self.findings:
-            mark = {"yes": "yes", "no": "no", "deviation": "DEVIATION", "error": "error",
-                    "n/a": "n/a"}.get(f.status, f.status)  # fmt: skip
+            mark = {
+                "yes": "yes",
+                "no": "no",
+                "deviation": "DEVIATION",
+                "error": "error",
+                "n/a": "n/a",
+            }.get(f.status, f.status)
             lines.append(f"  {f.feature:<{width}}  {mark:<9}  {f.detail}")
         deviations = [f for f in self.findings if f.status in ("deviation", "error")]
         lines.append(f"{len(deviations)} deviation(s)/error(s)")
@@ -118,6 +133,9 @@ class Prober:
         self.workdir = Path(tempfile.mkdtemp(prefix="tls13-probe-"))
         self.report = Report(f"{host}:{port}", dtls)
         self._count = 0
+        self.dead: str | None = None  # the probe after which the server stopped answering
+        self.failures = 0
+        self.supported_groups: list[str] = []
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -125,8 +143,16 @@ class Prober:
         self._count += 1
         folder = self.workdir / f"{self._count:02d}-{name.replace('/', '_')}"
         folder.mkdir()
-        return Cell("probe", "server", "client", folder, self.workdir, self.workdir,
-                    PortPool(0), timeout=self.timeout)  # fmt: skip
+        return Cell(
+            "probe",
+            "server",
+            "client",
+            folder,
+            self.workdir,
+            self.workdir,
+            PortPool(0),
+            timeout=self.timeout,
+        )
 
     def config(self, cell: Cell, **options: Any) -> ClientConfig:
         settings: dict[str, Any] = {
@@ -154,16 +180,16 @@ class Prober:
         shutil.copyfile(cell.trace_path, target)
         return str(target)
 
-    def connect(
-        self, cell: Cell, config: ClientConfig, **kwargs: Any
-    ) -> OurTLS | OurDTLS:
+    def connect(self, cell: Cell, config: ClientConfig, **kwargs: Any) -> OurTLS | OurDTLS:
         if self.dtls:
-            return dtls_client(cell, self.port, config, host=self.host,
-                               server_name=self.server_name, **kwargs)  # fmt: skip
+            return dtls_client(
+                cell, self.port, config, host=self.host, server_name=self.server_name, **kwargs
+            )
         from .adapters.ours import tls_client
 
-        return tls_client(cell, self.port, config, host=self.host,
-                          server_name=self.server_name, **kwargs)  # fmt: skip
+        return tls_client(
+            cell, self.port, config, host=self.host, server_name=self.server_name, **kwargs
+        )
 
     def attempt(
         self, name: str, options: dict[str, Any], then: Callable[[Cell, Any], str] | None = None
@@ -177,8 +203,10 @@ class Prober:
                 chan.close()
             return True, detail, cell
         except CellFailure as exc:
+            self.failures += 1
             return False, str(exc), cell
         except OSError as exc:
+            self.failures += 1
             return False, f"socket: {exc}", cell
         finally:
             cell.close()
@@ -186,23 +214,45 @@ class Prober:
     # -- the probes -------------------------------------------------------------------------------
 
     def run(self) -> Report:
+        """Features first, then the probes that make handshakes fail (some servers stop
+        answering after one: the rest is then n/a, and that is a finding of its own)."""
+        probes: list[tuple[str, Callable[[], None]]] = [
+            ("Connection ID", self.connection_id),
+            ("ALPN", self.alpn),
+            ("record_size_limit", self.record_size_limit),
+            ("KeyUpdate", self.key_update),
+            ("tickets", self.resumption),
+            ("cipher suites", self.suites),
+            ("groups", self.groups),
+            ("HRR", self.hello_retry),
+            ("corrupted record", self.corrupted_record),
+            ("malformed ClientHellos", self.bad_client_hellos),
+        ]
+        if not self.dtls:
+            probes.pop(0)
         try:
             if not self.baseline():
                 return self.report
-            self.suites()
-            self.groups()
-            self.hello_retry()
-            self.alpn()
-            self.record_size_limit()
-            self.key_update()
-            self.resumption()
-            if self.dtls:
-                self.connection_id()
-            self.corrupted_record()
-            self.bad_client_hellos()
+            for name, probe in probes:
+                if self.dead is not None:
+                    self.report.add(name, "n/a", f"the server stopped answering after {self.dead}")
+                    continue
+                self.failures = 0
+                probe()
+                if self.failures and not self.alive():
+                    self.dead = name
+                    self.report.add(
+                        "availability",
+                        "deviation",
+                        f"the server answers no new handshake after the {name} probe",
+                    )
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return self.report
+
+    def alive(self) -> bool:
+        ok, _, _ = self.attempt("alive", {})
+        return ok
 
     def baseline(self) -> bool:
         ok, detail, cell = self.attempt("baseline", {}, self._describe)
@@ -217,6 +267,16 @@ class Prober:
             self.report.add("handshake", "error", detail, self.keep(cell))
             return False
         self.report.add("handshake", "yes", detail)
+        if self.dtls:
+            cookies = _hrr_cookies(cell)
+            if any(cookies):
+                self.report.add("cookie exchange", "yes", "stateless HelloRetryRequest with cookie")
+            else:
+                self.report.add(
+                    "cookie exchange",
+                    "no",
+                    "HelloRetryRequest without cookie" if cookies else "no HRR",
+                )
         return True
 
     def _describe(self, cell: Cell, chan: Any) -> str:
@@ -224,37 +284,39 @@ class Prober:
         parts = [hs.version, hs.cipher_suite, f"group {hs.group}", f"sig {hs.signature_scheme}"]
         if hs.hello_retry:
             parts.append("after HRR")
-        if self.dtls:
-            cookies = [c for c in _hrr_cookies(cell)]
-            if cookies:
-                parts.append("stateless HRR with cookie" if any(cookies) else "HRR without cookie")
         return ", ".join(parts)
 
-    def suites(self) -> None:
+    def _one_by_one(self, kind: str, values: Sequence[str], option: str) -> list[str]:
+        """Offer each value alone; a refusal must be handshake_failure (RFC 8446 §4.1.1). A
+        silence is checked first: a server that stopped answering altogether (some example
+        servers do after one refused handshake) ends the probe instead of being blamed."""
         supported = []
-        for suite in SUITES:
-            ok, detail, cell = self.attempt(f"suite-{suite}", {"cipher_suites": (suite,)})
+        for value in values:
+            ok, detail, cell = self.attempt(f"{kind}-{value}", {option: (value,)})
             if ok:
-                supported.append(suite)
+                supported.append(value)
+            elif "timed out" in detail and not self.alive():
+                break  # run() reports the server as unavailable from here on
             elif "handshake_failure" not in detail and "insufficient_security" not in detail:
-                self.report.add(f"suite {suite}", "deviation",
-                                f"refused without handshake_failure: {detail}", self.keep(cell))  # fmt: skip
+                self.report.add(
+                    f"{kind} {value}",
+                    "deviation",
+                    f"refused without handshake_failure: {detail}",
+                    self.keep(cell),
+                )
+        return supported
+
+    def suites(self) -> None:
+        supported = self._one_by_one("suite", SUITES, "cipher_suites")
         self.report.add("cipher suites", "yes" if supported else "no", ", ".join(supported))
 
     def groups(self) -> None:
-        supported = []
-        for group in GROUPS:
-            ok, detail, cell = self.attempt(f"group-{group}", {"groups": (group,)})
-            if ok:
-                supported.append(group)
-            elif "handshake_failure" not in detail and "insufficient_security" not in detail:
-                self.report.add(f"group {group}", "deviation",
-                                f"refused without handshake_failure: {detail}", self.keep(cell))  # fmt: skip
+        supported = self._one_by_one("group", GROUPS, "groups")
         self.supported_groups = supported
         self.report.add("groups", "yes" if supported else "no", ", ".join(supported))
 
     def hello_retry(self) -> None:
-        supported = getattr(self, "supported_groups", [])
+        supported = self.supported_groups
         refused = [g for g in GROUPS if g not in supported]
         if not supported:
             self.report.add("HRR", "n/a", "no group worked")
@@ -289,8 +351,11 @@ class Prober:
             status = "no" if "no_application_protocol" in detail else "deviation"
             self.report.add("ALPN", status, detail, self.keep(cell) if status != "no" else None)
         else:
-            self.report.add("ALPN", "yes" if detail != "None" else "no",
-                            f"selected {detail}" if detail != "None" else "none selected")  # fmt: skip
+            self.report.add(
+                "ALPN",
+                "yes" if detail != "None" else "no",
+                f"selected {detail}" if detail != "None" else "none selected",
+            )
 
     def record_size_limit(self) -> None:
         limit = 512
@@ -310,8 +375,9 @@ class Prober:
         if not ok:
             self.report.add("record_size_limit", "deviation", detail, self.keep(cell))
         else:
-            self.report.add("record_size_limit", "no" if detail == "not negotiated" else "yes",
-                            detail)  # fmt: skip
+            self.report.add(
+                "record_size_limit", "no" if detail == "not negotiated" else "yes", detail
+            )
 
     def key_update(self) -> None:
         def check(cell: Cell, chan: Any) -> str:
@@ -321,8 +387,10 @@ class Prober:
                 return f"answered ({len(answer)} B of data after it)"
             if not answer:
                 return "no data came back: cannot tell"
-            raise CellFailure("data came back under the old keys without a KeyUpdate "
-                              "(RFC 8446 §4.6.3: update_requested must be answered first)")  # fmt: skip
+            raise CellFailure(
+                "data came back under the old keys without a KeyUpdate "
+                "(RFC 8446 §4.6.3: update_requested must be answered first)"
+            )
 
         ok, detail, cell = self.attempt("key-update", {}, check)
         if not ok:
@@ -351,13 +419,19 @@ class Prober:
             cell.close()
         session = store.take(self.server_name, self.port)
         if session is None:
-            self.report.add("tickets", "no", "no NewSessionTicket after the handshake and a request")
+            self.report.add(
+                "tickets", "no", "no NewSessionTicket after the handshake and a request"
+            )
             self.report.add("resumption", "n/a", "no ticket")
             self.report.add("0-RTT", "n/a", "no ticket")
             return
         count = max(len(sessions), 1)
-        self.report.add("tickets", "yes", f"{count} ticket(s), lifetime {session.lifetime} s, "
-                        f"max_early_data {session.max_early_data}")  # fmt: skip
+        self.report.add(
+            "tickets",
+            "yes",
+            f"{count} ticket(s), lifetime {session.lifetime} s, "
+            f"max_early_data {session.max_early_data}",
+        )
         early = session.max_early_data > 0
         for name, use_early in (("resumption", False), ("0-RTT", True)):
             if use_early and not early:
@@ -366,17 +440,22 @@ class Prober:
             cell = self._cell(name)
             try:
                 config = self.config(cell, session_store=store)
-                chan = self.connect(cell, config, session=session,
-                                    early_data=REQUEST if use_early else None)  # fmt: skip
+                chan = self.connect(
+                    cell, config, session=session, early_data=REQUEST if use_early else None
+                )
                 hs = chan.handshake
                 _talk(chan, self.timeout)
                 if use_early:
                     accepted = hs.early_data == "accepted"
-                    self.report.add("0-RTT", "yes" if accepted else "no",
-                                    f"early data {hs.early_data}")  # fmt: skip
+                    self.report.add(
+                        "0-RTT", "yes" if accepted else "no", f"early data {hs.early_data}"
+                    )
                 else:
-                    self.report.add("resumption", "yes" if hs.resumed else "no",
-                                    f"resumed={hs.resumed}, psk_mode={hs.psk_mode}")  # fmt: skip
+                    self.report.add(
+                        "resumption",
+                        "yes" if hs.resumed else "no",
+                        f"resumed={hs.resumed}, psk_mode={hs.psk_mode}",
+                    )
                 chan.close()
             except CellFailure as exc:
                 self.report.add(name, "deviation", str(exc), self.keep(cell))
@@ -411,8 +490,10 @@ class Prober:
             status, detail = "error", str(exc)
         finally:
             cell.close()
-        self.report.add("corrupted record", status, detail,
-                        self.keep(cell) if status != "yes" else None)  # fmt: skip
+        self.failures += 1
+        self.report.add(
+            "corrupted record", status, detail, self.keep(cell) if status != "yes" else None
+        )
 
     def bad_client_hellos(self) -> None:
         cases = [
@@ -431,15 +512,20 @@ class Prober:
                 outcome = f"socket: {exc}"
             finally:
                 cell.close()
+            self.failures += 1
             if outcome in expected:
                 self.report.add(f"ClientHello, {name}", "yes", f"answered {outcome}")
             else:
                 want = " or ".join(expected)
-                self.report.add(f"ClientHello, {name}", "deviation",
-                                f"answered {outcome}, expected {want}", self.keep(cell))  # fmt: skip
+                self.report.add(
+                    f"ClientHello, {name}",
+                    "deviation",
+                    f"answered {outcome}, expected {want}",
+                    self.keep(cell),
+                )
 
 
-# -- helpers ------------------------------------------------------------------------------------
+# -- helpers ---------------------------------------------------------------------------------------
 
 
 def _talk(chan: Any, timeout: float) -> bytes:
@@ -614,7 +700,7 @@ def _bad_hello_dtls(prober: Prober, config: ClientConfig, ext_type: int) -> str:
     return "nothing"
 
 
-# -- command line -------------------------------------------------------------------------------
+# -- command line ----------------------------------------------------------------------------------
 
 
 def parse_target(text: str) -> tuple[str, int]:
@@ -640,13 +726,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--traces", type=Path, default=TRACES, help="where failing traces go")
     args = parser.parse_args(argv)
     host, port = args.target
-    prober = Prober(host, port, dtls=args.dtls, server_name=args.servername,
-                    cafile=args.cafile, timeout=args.timeout, traces=args.traces)  # fmt: skip
+    prober = Prober(
+        host,
+        port,
+        dtls=args.dtls,
+        server_name=args.servername,
+        cafile=args.cafile,
+        timeout=args.timeout,
+        traces=args.traces,
+    )
     report = prober.run()
     print(report.text())
     if args.json:
-        args.json.write_text(json.dumps({"target": report.target, "dtls": report.dtls,
-                                         "findings": [asdict(f) for f in report.findings]},
-                                        indent=1) + "\n")  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "target": report.target,
+                    "dtls": report.dtls,
+                    "findings": [asdict(f) for f in report.findings],
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     handshake = report.get("handshake")
     return 0 if handshake is not None and handshake.status == "yes" else 1

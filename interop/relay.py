@@ -40,6 +40,19 @@ class Impairment:
     # application, not DTLS: only datagrams that start with a handshake-phase record are
     # impaired (plaintext epoch 0, or a unified header with epoch bits 2).
     handshake_only: bool = True
+    # Forced actions for the n-th impaired datagram of a direction ("up": client to server),
+    # so that every run drops, duplicates and reorders at least once whatever the seed.
+    script: dict[tuple[str, int], str] = field(default_factory=dict)
+
+
+#: What the matrix's dtls-lossy cells use: 10% each, plus one of each action for certain
+#: (the server's first flight duplicated and reordered, the client's second datagram lost).
+MATRIX_IMPAIRMENT = Impairment(
+    drop=0.1,
+    duplicate=0.1,
+    reorder=0.1,
+    script={("down", 1): "duplicate", ("down", 2): "reorder", ("up", 2): "drop"},
+)
 
 
 def handshake_phase(datagram: bytes) -> bool:
@@ -96,6 +109,7 @@ class LossyRelay:
         # direction -> (datagram, release time) held back for reordering
         self._held: dict[str, tuple[bytes, float] | None] = {"up": None, "down": None}
         self._count = {"up": 0, "down": 0}
+        self._impaired = {"up": 0, "down": 0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lossy-relay", daemon=True)
         self._thread.start()
@@ -131,19 +145,24 @@ class LossyRelay:
     def _decide(self, direction: str, data: bytes) -> None:
         imp = self.impairment
         self._count[direction] += 1
-        roll = self._rng.random()
+        roll = self._rng.random()  # drawn for every datagram: the stream depends on the seed only
         if self._count[direction] <= imp.first_free or (
             imp.handshake_only and not handshake_phase(data)
         ):
             action = "pass"
-        elif roll < imp.drop:
-            action = "drop"
-        elif roll < imp.drop + imp.duplicate:
-            action = "duplicate"
-        elif roll < imp.drop + imp.duplicate + imp.reorder:
-            action = "reorder"
         else:
-            action = "pass"
+            self._impaired[direction] += 1
+            scripted = imp.script.get((direction, self._impaired[direction]))
+            if scripted is not None:
+                action = scripted
+            elif roll < imp.drop:
+                action = "drop"
+            elif roll < imp.drop + imp.duplicate:
+                action = "duplicate"
+            elif roll < imp.drop + imp.duplicate + imp.reorder:
+                action = "reorder"
+            else:
+                action = "pass"
         self.stats.log.append(f"{direction} #{self._count[direction]} {len(data)}B {action}")
         held = self._held[direction]
         if action == "drop":

@@ -1,4 +1,4 @@
-"""The matrix runner: every scenario × peer × role, in parallel, into matrix.md and matrix.json.
+"""The matrix runner: every scenario x peer x role, in parallel, into matrix.md and matrix.json.
 
 Each runnable cell runs in its own forked process (its own session, so a hung peer or a wedged
 thread is killed with it at the cell's hard deadline) on one of ``jobs`` worker slots; a slot
@@ -96,7 +96,7 @@ class Options:
     partial: bool = field(init=False, default=False)
 
 
-# -- planning -----------------------------------------------------------------------------------
+# -- planning --------------------------------------------------------------------------------------
 
 
 def select_scenarios(patterns: Sequence[str]) -> list[Scenario]:
@@ -137,6 +137,8 @@ def load_known_issues(path: Path) -> list[dict[str, str]]:
         for key in ("peer", "scenario", "role", "reason", "evidence"):
             if not isinstance(entry.get(key), str):
                 raise SystemExit(f"{path}: an issue lacks {key!r}: {entry}")
+        if not isinstance(entry.get("match", ""), str):
+            raise SystemExit(f"{path}: 'match' must be a string: {entry}")
     return list(entries)
 
 
@@ -150,6 +152,8 @@ def apply_known_issues(results: list[CellResult], issues: list[dict[str, str]]) 
                 result.peer == issue["peer"]
                 and result.role == issue["role"]
                 and fnmatch.fnmatchcase(result.scenario, issue["scenario"])
+                # the recorded symptom, if given: another failure of the cell stays a failure
+                and issue.get("match", "") in result.detail
             ):
                 matched = True
                 if result.status == "fail":
@@ -165,15 +169,23 @@ def apply_known_issues(results: list[CellResult], issues: list[dict[str, str]]) 
     return stale
 
 
-# -- running one cell (in the forked child) ------------------------------------------------------
+# -- running one cell (in the forked child) --------------------------------------------------------
 
 
 def _deadline(job: Job, options: Options) -> float:
     return options.cell_timeout * job.scenario.weight
 
 
-def execute(job: Job, peer: Peer, slot: int, run_dir: Path, pki: Path, shared: Path,
-            options: Options, port_start: int) -> CellResult:  # fmt: skip
+def execute(
+    job: Job,
+    peer: Peer,
+    slot: int,
+    run_dir: Path,
+    pki: Path,
+    shared: Path,
+    options: Options,
+    port_start: int,
+) -> CellResult:
     workdir = run_dir / job.cell_id
     workdir.mkdir(parents=True, exist_ok=True)
     cell = Cell(
@@ -206,8 +218,17 @@ def execute(job: Job, peer: Peer, slot: int, run_dir: Path, pki: Path, shared: P
     )
 
 
-def _child(conn: Connection, job: Job, peer: Peer, slot: int, run_dir: Path, pki: Path,
-           shared: Path, options: Options, port_start: int) -> None:  # fmt: skip
+def _child(
+    conn: Connection,
+    job: Job,
+    peer: Peer,
+    slot: int,
+    run_dir: Path,
+    pki: Path,
+    shared: Path,
+    options: Options,
+    port_start: int,
+) -> None:
     os.setsid()  # the parent kills the whole cell (and its peers, see _kill) at the deadline
     try:
         result = execute(job, peer, slot, run_dir, pki, shared, options, port_start)
@@ -229,7 +250,7 @@ def _kill(pid: int, workdir: Path) -> None:
                 os.killpg(int(line), signal.SIGKILL)
 
 
-# -- the run --------------------------------------------------------------------------------------
+# -- the run ---------------------------------------------------------------------------------------
 
 
 class Progress:
@@ -271,8 +292,11 @@ class Progress:
             return
         prefix = "\r\x1b[K" if self.enabled else ""
         mark = "known" if result.known else "FAIL"
-        print(f"{prefix}{mark} {result.scenario} {result.peer} we={result.role}: "
-              f"{result.detail[:200]}", flush=True)  # fmt: skip
+        print(
+            f"{prefix}{mark} {result.scenario} {result.peer} we={result.role}: "
+            f"{result.detail[:200]}",
+            flush=True,
+        )
 
 
 def run_matrix(options: Options) -> tuple[list[CellResult], dict[str, str], float]:
@@ -294,6 +318,8 @@ def run_matrix(options: Options) -> tuple[list[CellResult], dict[str, str], floa
         except Exception as exc:
             peer.missing = f"{peer.name} set-up failed: {exc}"
     jobs, decided = plan(peers, scenarios, options.roles)
+    if not options.partial:
+        shutil.rmtree(options.results / "logs", ignore_errors=True)  # only this run's failures
     # Slow cells first, so the tail of the run is short ones spread over the workers.
     queue = sorted(jobs, key=lambda j: (-j.scenario.weight, j.index))
     total = len(jobs) + len(decided)
@@ -330,13 +356,24 @@ def run_matrix(options: Options) -> tuple[list[CellResult], dict[str, str], floa
                 try:
                     result = CellResult(**conn.recv())
                 except (EOFError, OSError):
-                    result = CellResult(job.scenario.name, job.peer, job.role, "fail",
-                                        "harness error: the cell process died", 0.0)  # fmt: skip
+                    result = CellResult(
+                        job.scenario.name,
+                        job.peer,
+                        job.role,
+                        "fail",
+                        "harness error: the cell process died",
+                        0.0,
+                    )
             elif now > deadline:
                 _kill(pid, run_dir / job.cell_id)
-                result = CellResult(job.scenario.name, job.peer, job.role, "fail",
-                                    f"cell timed out after {_deadline(job, options):.0f} s",
-                                    _deadline(job, options))  # fmt: skip
+                result = CellResult(
+                    job.scenario.name,
+                    job.peer,
+                    job.role,
+                    "fail",
+                    f"cell timed out after {_deadline(job, options):.0f} s",
+                    _deadline(job, options),
+                )
             if result is None:
                 continue
             _kill(pid, run_dir / job.cell_id)  # leftovers of a finished cell, if any
@@ -354,8 +391,12 @@ def run_matrix(options: Options) -> tuple[list[CellResult], dict[str, str], floa
     else:
         print(f"cell folders kept in {run_dir}")
     versions = {name: peer.version for name, peer in peers.items()}
-    order = {(s.name, p, r): i for i, (s, p, r) in enumerate(
-        (s, p, r) for s in scenarios for p in peers for r in options.roles)}  # fmt: skip
+    order = {
+        (s.name, p, r): i
+        for i, (s, p, r) in enumerate(
+            (s, p, r) for s in scenarios for p in peers for r in options.roles
+        )
+    }
     results.sort(key=lambda r: order[(r.scenario, r.peer, r.role)])
     return results, versions, time.monotonic() - started
 
@@ -370,7 +411,7 @@ def _keep_logs(result: CellResult, workdir: Path, options: Options) -> None:
     result.log_dir = str(target)
 
 
-# -- reports --------------------------------------------------------------------------------------
+# -- reports ---------------------------------------------------------------------------------------
 
 
 def matrix_json(results: list[CellResult], versions: dict[str, str]) -> dict[str, Any]:
@@ -413,12 +454,15 @@ def matrix_markdown(
     ]
     total = {"pass": 0, "fail": 0, "known": 0, "n/a": 0}
     for peer, c in counts(results).items():
-        lines.append(f"| {peer} | {versions.get(peer, '?')} | {c['pass']} | {c['fail']} | "
-                     f"{c['known']} | {c['n/a']} |")  # fmt: skip
+        lines.append(
+            f"| {peer} | {versions.get(peer, '?')} | {c['pass']} | {c['fail']} | "
+            f"{c['known']} | {c['n/a']} |"
+        )
         for key in total:
             total[key] += c[key]
-    lines.append(f"| **all** | | {total['pass']} | {total['fail']} | {total['known']} | "
-                 f"{total['n/a']} |")  # fmt: skip
+    lines.append(
+        f"| **all** | | {total['pass']} | {total['fail']} | {total['known']} | {total['n/a']} |"
+    )
     sections: dict[str, list[str]] = {}
     for name in dict.fromkeys(r.scenario for r in results):
         sections.setdefault(BY_NAME[name].section, []).append(name)
@@ -454,8 +498,9 @@ def matrix_markdown(
     lines.append("|---|---|---|---|---|")
     for r in results:
         if r.status == "pass" and r.detail:
-            lines.append(f"| {r.scenario} | {r.peer} | {r.role} | {r.seconds:.1f} | "
-                         f"{_md_escape(r.detail)} |")  # fmt: skip
+            lines.append(
+                f"| {r.scenario} | {r.peer} | {r.role} | {r.seconds:.1f} | {_md_escape(r.detail)} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -474,7 +519,9 @@ def write_reports(
 def summary(results: list[CellResult], seconds: float) -> str:
     lines = []
     for peer, c in counts(results).items():
-        lines.append(f"  {peer:14s} pass {c['pass']:3d}  fail {c['fail']:3d}  "
-                     f"known {c['known']:2d}  n/a {c['n/a']:3d}")  # fmt: skip
+        lines.append(
+            f"  {peer:14s} pass {c['pass']:3d}  fail {c['fail']:3d}  "
+            f"known {c['known']:2d}  n/a {c['n/a']:3d}"
+        )
     lines.append(f"  {len(results)} cells in {seconds:.0f} s")
     return "\n".join(lines)

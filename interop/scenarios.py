@@ -34,6 +34,7 @@ from .adapters.base import (
     PeerServer,
     Spec,
     StdioApp,
+    wait_printed,
 )
 from .adapters.ours import (
     OurDTLS,
@@ -47,7 +48,7 @@ from .adapters.ours import (
     server_config,
     tls_client,
 )
-from .relay import Impairment, LossyRelay
+from .relay import MATRIX_IMPAIRMENT, LossyRelay
 
 SUITES = (
     "TLS_AES_128_GCM_SHA256",
@@ -61,7 +62,6 @@ TLS_BULK = 8 * 1024 * 1024
 DTLS_BULK = 1024 * 1024
 RECORD_SIZE_LIMIT = 512
 SMALL_MTU = 400  # ours: 352-byte datagrams (RFC 9147 §4.4: mtu minus IP/UDP headers)
-LOSS = Impairment(drop=0.1, duplicate=0.1, reorder=0.1)
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def _scenarios() -> list[Scenario]:
             f"tls-full/{suite}/{group}",
             f"full handshake {suite} + {group}",
             Spec(suite=suite, group=group),
-            "TLS 1.3 full handshake (suite × group)",
+            "TLS 1.3 full handshake (suite x group)",
         )
         for suite in SUITES
         for group in GROUPS
@@ -136,7 +136,7 @@ SCENARIOS: tuple[Scenario, ...] = tuple(_scenarios())
 BY_NAME = {s.name: s for s in SCENARIOS}
 
 
-# -- checks -----------------------------------------------------------------------------------------
+# -- checks ----------------------------------------------------------------------------------------
 
 
 def check_handshake(
@@ -174,7 +174,7 @@ def check_handshake(
         if spec.early_data == "reject" and hs.early_data != "rejected":
             raise CellFailure(f"early data {hs.early_data}, expected rejected")
     if hs.hello_retry and not spec.hrr and not spec.cookie:
-        notes.append("via HRR")
+        notes.append("HRR (cookie)" if hs.version == "DTLS 1.3" else "via HRR")
     return notes
 
 
@@ -231,7 +231,7 @@ def check_record_size_limit(cell: Cell, spec: Spec, hs: Any) -> str:
     return f"negotiated: peer limit {hs.peer_record_size_limit}, its records ≤ {largest} B"
 
 
-# -- bulk transfers ---------------------------------------------------------------------------------
+# -- bulk transfers --------------------------------------------------------------------------------
 
 
 def line_payload(size: int, line_length: int = 4096) -> bytes:
@@ -294,6 +294,12 @@ def dtls_bulk(cell: Cell, chan: OurDTLS, size: int, message: int = 1000, window:
     return f"{size >> 10} KiB each way in {time.monotonic() - started:.1f} s"
 
 
+def _save_relay_log(cell: Cell, relay: LossyRelay) -> None:
+    """Every decision of the relay, next to the trace (for a failing cell's study)."""
+    lines = [f"seed {relay.seed}", *relay.stats.log]
+    (cell.workdir / "relay.log").write_text("\n".join(lines) + "\n")
+
+
 def lossy_ping(cell: Cell, server: PeerServer, chan: OurDTLS, attempts: int = 10) -> str:
     """Ping the peer until one answer comes back: application data is not retransmitted
     (RFC 9147 §5), and data that overtakes our reordered Finished is dropped by a peer still
@@ -305,7 +311,7 @@ def lossy_ping(cell: Cell, server: PeerServer, chan: OurDTLS, attempts: int = 10
             tag = f"lossy-{attempt}-{secrets.token_hex(4)}"
             start = len(process.output())
             chan.send(tag.encode() + b"\n")
-            if process.wait_for(tag, 1.0, start=start):
+            if wait_printed(process, chan, tag, 1.0, start):
                 process.send(b"reply-" + tag.encode() + b"\n")
                 got = chan.recv(cell.timeout)
                 if got != b"reply-" + tag.encode() + b"\n":
@@ -326,12 +332,10 @@ def lossy_ping(cell: Cell, server: PeerServer, chan: OurDTLS, attempts: int = 10
     raise CellFailure(f"no echo through the lossy relay after {attempts} attempts")
 
 
-# -- we are the client ------------------------------------------------------------------------------
+# -- we are the client -----------------------------------------------------------------------------
 
 
-def _connect(
-    cell: Cell, spec: Spec, port: int, config: Any, **kwargs: Any
-) -> OurTLS | OurDTLS:
+def _connect(cell: Cell, spec: Spec, port: int, config: Any, **kwargs: Any) -> OurTLS | OurDTLS:
     if spec.dtls:
         return dtls_client(cell, port, config, timeout=cell.timeout * 2, **kwargs)
     return tls_client(cell, port, config, **kwargs)
@@ -394,8 +398,14 @@ def we_client(cell: Cell, peer: Peer, spec: Spec) -> str:
     target = server.port
     relay: LossyRelay | None = None
     if spec.lossy:
-        relay = LossyRelay(cell.ports.take(), ("127.0.0.1", server.port), seed=cell.seed)
+        relay = LossyRelay(
+            cell.ports.take(),
+            ("127.0.0.1", server.port),
+            seed=cell.seed,
+            impairment=MATRIX_IMPAIRMENT,
+        )
         cell.cleanups.append(relay.close)
+        cell.cleanups.append(lambda: _save_relay_log(cell, relay))
         target = relay.port
     config = client_config(cell, spec, **peer.our_client_options(spec))
     chan = _connect(cell, spec, target, config)
@@ -452,10 +462,10 @@ def we_client(cell: Cell, peer: Peer, spec: Spec) -> str:
         notes.append(f"relay seed {relay.seed}: {relay.stats.summary()}")
     if hs.hello_retry and spec.hrr:
         notes.insert(0, f"HRR to {hs.group}")
-    return "; ".join(notes)
+    return "; ".join(dict.fromkeys(notes))
 
 
-# -- we are the server ------------------------------------------------------------------------------
+# -- we are the server -----------------------------------------------------------------------------
 
 
 def _server_configs(cell: Cell, spec: Spec, peer: Peer) -> list[Any]:
@@ -468,20 +478,20 @@ def _server_configs(cell: Cell, spec: Spec, peer: Peer) -> list[Any]:
         return [server_config(cell, spec, **options)]
     ring = TicketKeyRing()
     first = server_config(cell, spec, ticket_keys=ring, **options)
-    second = first
+    later = first
     if spec.early_data == "reject":
-        second = server_config(cell, replace(spec, early_data=None), ticket_keys=ring, **options)
-    return [first, second]
+        later = server_config(cell, replace(spec, early_data=None), ticket_keys=ring, **options)
+    return [first] + [later] * (peer.client_connections(spec) - 1)
 
 
-def _check_served(cell: Cell, spec: Spec, served: list[Served]) -> list[str]:
+def _check_served(cell: Cell, spec: Spec, served: list[Served], expected: int) -> list[str]:
     notes: list[str] = []
-    if len(served) < spec.connections:
-        raise CellFailure(f"the peer made {len(served)} of {spec.connections} connections")
-    for i, one in enumerate(served[: spec.connections]):
+    if len(served) < expected:
+        raise CellFailure(f"the peer made {len(served)} of {expected} connections")
+    for i, one in enumerate(served[:expected]):
         if one.handshake is None:
             raise CellFailure(f"connection {i + 1}: {one.error or 'no handshake'}")
-        notes += check_handshake(spec, one.handshake, second=i == 1, server_side=True)
+        notes += check_handshake(spec, one.handshake, second=i >= 1, server_side=True)
         if one.error:
             raise CellFailure(f"connection {i + 1}: {one.error}")
     first = served[0]
@@ -492,9 +502,10 @@ def _check_served(cell: Cell, spec: Spec, served: list[Served]) -> list[str]:
     if spec.record_size_limit and served[0].handshake is not None:
         notes.append(check_record_size_limit(cell, spec, served[0].handshake))
     if spec.early_data == "accept":
-        if served[1].early_data != EARLY_DATA and not served[1].early_data:
+        carried = [one.early_data for one in served[1:expected] if one.early_data]
+        if not carried:
             raise CellFailure("no early data arrived")
-        notes.append(f"{len(served[1].early_data)} B of early data")
+        notes.append(f"{len(carried[0])} B of early data")
     if spec.close_notify:
         if not first.peer_closed:
             raise CellFailure(
@@ -511,7 +522,11 @@ def we_server(cell: Cell, peer: Peer, spec: Spec) -> str:
     server: OurTLSServer | OurDTLSServer
     if spec.dtls:
         server = OurDTLSServer(
-            cell, configs[0], associations=spec.connections, key_update=spec.key_update
+            cell,
+            configs[0],
+            associations=len(configs),
+            key_update=spec.key_update,
+            limit=peer.echo_limit(spec),
         )
     else:
         timeout = cell.timeout
@@ -519,15 +534,27 @@ def we_server(cell: Cell, peer: Peer, spec: Spec) -> str:
         limit = peer.echo_limit(spec) or limit
 
         def handler(chan: Any, served: Served) -> None:
-            echo(chan, served, key_update=spec.key_update, timeout=timeout, limit=limit,
-                 echo_early_data=peer.echo_early_data)  # fmt: skip
+            echo(
+                chan,
+                served,
+                key_update=spec.key_update,
+                timeout=timeout,
+                limit=limit,
+                echo_early_data=peer.echo_early_data,
+            )
 
         server = OurTLSServer(cell, configs, handler)
     port = server.port
     relay: LossyRelay | None = None
     if spec.lossy:
-        relay = LossyRelay(cell.ports.take(), ("127.0.0.1", server.port), seed=cell.seed)
+        relay = LossyRelay(
+            cell.ports.take(),
+            ("127.0.0.1", server.port),
+            seed=cell.seed,
+            impairment=MATRIX_IMPAIRMENT,
+        )
         cell.cleanups.append(relay.close)
+        cell.cleanups.append(lambda: _save_relay_log(cell, relay))
         port = relay.port
     client = peer.client(cell, spec, port)
     cell.cleanups.append(client.close)
@@ -553,14 +580,17 @@ def we_server(cell: Cell, peer: Peer, spec: Spec) -> str:
         raise peer_failure
     if server.failure and not server.served:
         raise CellFailure(f"our server: {server.failure}")
-    notes = _check_served(cell, spec, server.served)
+    notes = _check_served(cell, spec, server.served, len(configs))
     if spec.cid and spec.dtls:
-        notes.append("CID negotiated")
+        peer_cid, own_cid = server.served[0].cids
+        if not peer_cid or not own_cid:
+            raise CellFailure(f"no Connection ID in use (peer's {peer_cid!r}, ours {own_cid!r})")
+        notes.append(f"CIDs: peer's {len(peer_cid)} B, ours {len(own_cid)} B")
     if verdict:
         notes.append(verdict)
     if relay is not None:
         notes.append(f"relay seed {relay.seed}: {relay.stats.summary()}")
-    return "; ".join(notes)
+    return "; ".join(dict.fromkeys(notes))
 
 
 def run(cell: Cell, peer: Peer, scenario: Scenario) -> str:

@@ -47,6 +47,7 @@ __all__ = ["DTLSRecord", "DTLSRecordLayer", "DTLSRecordStats"]
 DEFAULT_PLAINTEXT_LIMIT = MAX_PLAINTEXT_LENGTH + 1
 
 _HANDSHAKE = int(ContentType.handshake)
+_NO_EPOCHS: tuple[None, ...] = (None, None, None, None)
 _ALERT = int(ContentType.alert)
 
 
@@ -114,7 +115,7 @@ class DTLSRecordLayer:
         self._read: dict[int, _ReadEpoch] = {}
         # Derived from _read on every change (_read_changed), read per record: the epoch
         # each value of a unified header's two E bits selects (§4.2.2), and the sorted list.
-        self._read_by_bits: dict[int, _ReadEpoch] = {}
+        self._read_by_bits: tuple[_ReadEpoch | None, ...] = _NO_EPOCHS
         self._read_epochs: tuple[int, ...] = ()
         self._write: dict[int, DTLSEpochCipher] = {}
         self._write_seq: dict[int, int] = {0: 0}
@@ -173,12 +174,11 @@ class DTLSRecordLayer:
 
     def _read_changed(self) -> None:
         self._read_epochs = tuple(sorted(self._read))
-        by_bits: dict[int, _ReadEpoch] = {}
+        by_bits: list[_ReadEpoch | None] = []
         for bits in range(4):
             epoch = select_epoch(bits, self._read_epochs)
-            if epoch is not None:
-                by_bits[bits] = self._read[epoch]
-        self._read_by_bits = by_bits
+            by_bits.append(None if epoch is None else self._read[epoch])
+        self._read_by_bits = tuple(by_bits)
 
     def install_write_epoch(self, cipher: DTLSEpochCipher) -> None:
         """Add a write epoch and make it the current one (it must be newer)."""
@@ -331,7 +331,7 @@ class DTLSRecordLayer:
 
     def _unprotect(self, record: CiphertextRecord) -> DTLSRecord | None:
         stats = self.stats
-        state = self._read_by_bits.get(record.header[0] & 3)
+        state = self._read_by_bits[record.header[0] & 3]
         if state is None:
             # §6.1: no cipher state for the epoch -> handle as a deprotection failure.
             stats.discard("no read keys for epoch")

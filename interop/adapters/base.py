@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -87,6 +87,10 @@ class Channel(Protocol):
 
     def key_update(self, request: bool = True) -> None: ...
 
+    def pump(self, seconds: float) -> None:
+        """Process what arrives for ``seconds`` (DTLS: timers, retransmissions, ACKs)."""
+        ...
+
 
 @dataclass
 class Cell:
@@ -109,7 +113,7 @@ class Cell:
     def trace_path(self) -> Path:
         return self.workdir / "trace.jsonl"
 
-    def start(self, argv: list[str | Path], name: str, **options: object) -> PeerProcess:
+    def start(self, argv: Sequence[str | Path], name: str, **options: object) -> PeerProcess:
         from .process import PeerProcess
 
         log = self.workdir / f"{len(self.processes) + 1:02d}-{name}.log"
@@ -239,7 +243,7 @@ class StdioApp(App):
         tag = random_tag(size)
         start = len(self.process.output())
         channel.send(f"ours-{tag}\n".encode())
-        if not self.process.wait_for(f"ours-{tag}", timeout, start=start):
+        if not wait_printed(self.process, channel, f"ours-{tag}", timeout, start):
             raise CellFailure(
                 f"{self.process.name} never printed our data: {self.process.error_line()}",
                 self.process.log,
@@ -249,6 +253,21 @@ class StdioApp(App):
         got = read_until(channel, lambda b: len(b) >= len(answer), timeout)
         if got != answer:
             raise CellFailure(f"stdin relay mismatch: expected {answer!r}, got {got[:80]!r}")
+
+
+def wait_printed(
+    process: PeerProcess, channel: Channel, text: str, timeout: float, start: int = 0
+) -> bool:
+    """Wait for the peer to print ``text`` while our side keeps running (a DTLS connection
+    must go on retransmitting and acknowledging while we watch the peer's output)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.wait_for(text, 0.0, start=start):
+            return True
+        if not process.alive():
+            return False
+        channel.pump(0.05)
+    return process.wait_for(text, 0.0, start=start)
 
 
 class PeerServer:
@@ -334,6 +353,10 @@ class Peer:
 
     def client(self, cell: Cell, spec: Spec, port: int) -> PeerClient:
         raise NotImplementedError
+
+    def client_connections(self, spec: Spec) -> int:
+        """Connections the peer's client makes for ``spec`` (our server expects them)."""
+        return spec.connections
 
     def echo_limit(self, spec: Spec) -> int | None:
         """Bytes after which our echo server closes (for clients that wait for the server

@@ -40,8 +40,13 @@ SUITES = {
     "TLS_AES_128_CCM_SHA256": "AES-128-CCM",
     "TLS_AES_128_CCM_8_SHA256": "AES-128-CCM-8",
 }
-GROUPS = {"x25519": "X25519", "x448": "X448", "secp256r1": "SECP256R1", "secp384r1": "SECP384R1",
-          "secp521r1": "SECP521R1"}  # fmt: skip
+GROUPS = {
+    "x25519": "X25519",
+    "x448": "X448",
+    "secp256r1": "SECP256R1",
+    "secp384r1": "SECP384R1",
+    "secp521r1": "SECP521R1",
+}
 
 
 def priority(spec: Spec, role: Role) -> str:
@@ -97,10 +102,18 @@ class GnuTLSServer(PeerServer):
     def __init__(self, peer: GnuTLS, cell: Cell, spec: Spec) -> None:
         pki = cell.pki
         port = cell.ports.take()
-        argv: list[str | object] = [peer.exe("gnutls-serv"), "-p", str(port), "--echo",
-                                    "--x509certfile", pki / "server.pem",
-                                    "--x509keyfile", pki / "server.key",
-                                    "--priority", priority(spec, "server")]  # fmt: skip
+        argv: list[str | object] = [
+            peer.exe("gnutls-serv"),
+            "-p",
+            str(port),
+            "--echo",
+            "--x509certfile",
+            pki / "server.pem",
+            "--x509keyfile",
+            pki / "server.key",
+            "--priority",
+            priority(spec, "server"),
+        ]
         if spec.mtls:
             argv += ["-r", "--verify-client-cert", "--x509cafile", pki / "ca.pem"]
         else:
@@ -156,13 +169,28 @@ class GnuTLSClient(PeerClient):
 
     def _argv(self, info_log: str) -> list[str]:
         pki, spec = self.cell.pki, self.spec
-        argv = [self.peer.exe("gnutls-cli"), HOST, "-p", str(self.port),
-                "--x509cafile", str(pki / "ca.pem"), "--verify-hostname", SERVER_NAME,
-                "--sni-hostname", SERVER_NAME, "--priority", priority(spec, "client"),
-                f"--logfile={self.cell.workdir / info_log}"]  # fmt: skip
+        argv = [
+            self.peer.exe("gnutls-cli"),
+            HOST,
+            "-p",
+            str(self.port),
+            "--x509cafile",
+            str(pki / "ca.pem"),
+            "--verify-hostname",
+            SERVER_NAME,
+            "--sni-hostname",
+            SERVER_NAME,
+            "--priority",
+            priority(spec, "client"),
+            f"--logfile={self.cell.workdir / info_log}",
+        ]
         if spec.mtls:
-            argv += ["--x509certfile", str(pki / "client.pem"),
-                     "--x509keyfile", str(pki / "client.key")]  # fmt: skip
+            argv += [
+                "--x509certfile",
+                str(pki / "client.pem"),
+                "--x509keyfile",
+                str(pki / "client.key"),
+            ]
         if spec.alpn:
             argv.append("--alpn=http/1.1")
         if spec.record_size_limit:
@@ -198,9 +226,10 @@ class GnuTLSClient(PeerClient):
         info = "gnutls-cli.info"
         if spec.bulk:
             data = self.cell.workdir / "bulk-in.txt"
-            lines = spec.bulk // 4096
-            data.write_bytes(b"".join(secrets.token_hex(2047).encode() + b"x\n"
-                                      for _ in range(lines)))  # fmt: skip
+            count = spec.bulk // 4096
+            data.write_bytes(
+                b"".join(secrets.token_hex(2047).encode() + b"x\n" for _ in range(count))
+            )
             # gnutls-cli exits at stdin EOF without waiting for the rest of the echo: keep its
             # stdin open until everything came back
             process = self.cell.start(self._argv(info), "gnutls-cli", stdout=out)

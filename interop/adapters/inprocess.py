@@ -40,8 +40,14 @@ from .base import (
 from .process import HOST
 
 PY_CURVES = {"secp256r1": "prime256v1", "secp384r1": "secp384r1", "secp521r1": "secp521r1"}
-OPENSSL_GROUPS = {"x25519": "X25519", "secp256r1": "P-256", "secp384r1": "P-384",
-                  "secp521r1": "P-521", "x448": "X448", "X25519MLKEM768": "X25519MLKEM768"}  # fmt: skip
+OPENSSL_GROUPS = {
+    "x25519": "X25519",
+    "secp256r1": "P-256",
+    "secp384r1": "P-384",
+    "secp521r1": "P-521",
+    "x448": "X448",
+    "X25519MLKEM768": "X25519MLKEM768",
+}
 TLSLITE_SUITES = {
     "TLS_AES_128_GCM_SHA256": "aes128gcm",
     "TLS_AES_256_GCM_SHA384": "aes256gcm",
@@ -219,7 +225,7 @@ class InProcessClient(PeerClient):
         return "; ".join(self.notes)
 
 
-# -- Python ssl ---------------------------------------------------------------------------------
+# -- Python ssl ------------------------------------------------------------------------------------
 
 
 class _SSLSession(Session):
@@ -252,7 +258,9 @@ class PythonSSL(Peer):
     dtls = False
 
     def __init__(self) -> None:
-        version = ssl.OPENSSL_VERSION.split()[1] if ssl.OPENSSL_VERSION.startswith("OpenSSL") else "?"
+        version = (
+            ssl.OPENSSL_VERSION.split()[1] if ssl.OPENSSL_VERSION.startswith("OpenSSL") else "?"
+        )
         super().__init__(f"{version} (Python ssl)")
         self.label = f"Python ssl ({ssl.OPENSSL_VERSION.split(' ')[0]} {version})"
 
@@ -307,7 +315,7 @@ class PythonSSL(Peer):
         return InProcessClient(cell, spec, port, connect, can_key_update=False)
 
 
-# -- pyOpenSSL --------------------------------------------------------------------------------------
+# -- pyOpenSSL -------------------------------------------------------------------------------------
 
 
 class _PyOpenSSLSession(Session):
@@ -397,8 +405,11 @@ class PyOpenSSL(Peer):
             if spec.mtls:
                 ctx.use_certificate_chain_file(str(pki / "client.pem"))
                 ctx.use_privatekey_file(str(pki / "client.key"))
-        suites = spec.suite or "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:" \
-            "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_CCM_SHA256:TLS_AES_128_CCM_8_SHA256"  # fmt: skip
+        suites = (
+            spec.suite
+            or "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+            "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_CCM_SHA256:TLS_AES_128_CCM_8_SHA256"
+        )
         ctx.set_tls13_ciphersuites(suites.encode())
         if "CCM_8" in suites:
             # OpenSSL 4.0's default security level excludes CCM_8 (64-bit tags)
@@ -488,7 +499,7 @@ def _write_early_data(conn: Any, data: bytes) -> None:
         raise CellFailure("SSL_write_early_data failed (does the ticket allow 0-RTT?)")
 
 
-# -- tlslite-ng -------------------------------------------------------------------------------------
+# -- tlslite-ng ------------------------------------------------------------------------------------
 
 
 class _TLSLiteSession(Session):
@@ -588,8 +599,9 @@ class TLSLite(Peer):
 
         def accept(sock: socket.socket, index: int) -> Session:
             conn = TLSConnection(sock)
-            conn.handshakeServer(certChain=chain, privateKey=key, settings=settings,
-                                 reqCert=spec.mtls, alpn=alpn)  # fmt: skip
+            conn.handshakeServer(
+                certChain=chain, privateKey=key, settings=settings, reqCert=spec.mtls, alpn=alpn
+            )
             return _TLSLiteSession(conn)
 
         server = InProcessServer(cell, spec, accept)
@@ -610,8 +622,14 @@ class TLSLite(Peer):
 
         def connect(sock: socket.socket, index: int, saved: Any) -> Session:
             conn = TLSConnection(sock)
-            conn.handshakeClientCert(certChain=chain, privateKey=key, session=saved,
-                                     settings=settings, serverName=SERVER_NAME, alpn=alpn)  # fmt: skip
+            conn.handshakeClientCert(
+                certChain=chain,
+                privateKey=key,
+                session=saved,
+                settings=settings,
+                serverName=SERVER_NAME,
+                alpn=alpn,
+            )
             time.sleep(0)  # tickets arrive with the first read
             return _TLSLiteSession(conn)
 

@@ -77,10 +77,15 @@ class MbedTLS(Peer):
         elif spec.hrr:
             args.append(f"groups={HRR_GROUP}" if role == "server" else f"groups=x25519,{HRR_GROUP}")
         if spec.alpn:
-            args.append("alpn=" + (",".join(reversed(spec.alpn)) if role == "server" else "http/1.1"))
+            args.append(
+                "alpn=" + (",".join(reversed(spec.alpn)) if role == "server" else "http/1.1")
+            )
         if spec.psk:
-            args += [f"psk={PSK_KEY.hex()}", f"psk_identity={PSK_IDENTITY}",
-                     "tls13_kex_modes=psk_ephemeral"]  # fmt: skip
+            args += [
+                f"psk={PSK_KEY.hex()}",
+                f"psk_identity={PSK_IDENTITY}",
+                "tls13_kex_modes=psk_ephemeral",
+            ]
         if spec.early_data:
             args.append("early_data=1")
         return args
@@ -98,10 +103,14 @@ class MbedServer(PeerServer):
         pki = cell.pki
         port = cell.ports.take()
         self.argv: list[str | Path] = [
-            peer.exe("ssl_server2"), f"server_addr={HOST}", f"server_port={port}",
-            f"crt_file={pki / 'server.pem'}", f"key_file={pki / 'server.key'}",
-            f"ca_file={pki / 'ca.pem'}", *peer.common(spec, "server"),
-        ]  # fmt: skip
+            peer.exe("ssl_server2"),
+            f"server_addr={HOST}",
+            f"server_port={port}",
+            f"crt_file={pki / 'server.pem'}",
+            f"key_file={pki / 'server.key'}",
+            f"ca_file={pki / 'ca.pem'}",
+            *peer.common(spec, "server"),
+        ]
         self.argv.append("auth_mode=required" if spec.mtls else "auth_mode=none")
         if spec.early_data:
             self.argv.append("max_early_data_size=16384")
@@ -135,10 +144,14 @@ class MbedClient(PeerClient):
     def __init__(self, peer: MbedTLS, cell: Cell, spec: Spec, port: int) -> None:
         pki = cell.pki
         argv: list[str | Path] = [
-            peer.exe("ssl_client2"), f"server_name={SERVER_NAME}", f"server_addr={HOST}",
-            f"server_port={port}", f"ca_file={pki / 'ca.pem'}", "auth_mode=required",
+            peer.exe("ssl_client2"),
+            f"server_name={SERVER_NAME}",
+            f"server_addr={HOST}",
+            f"server_port={port}",
+            f"ca_file={pki / 'ca.pem'}",
+            "auth_mode=required",
             *peer.common(spec, "client"),
-        ]  # fmt: skip
+        ]
         if spec.mtls:
             argv += [f"crt_file={pki / 'client.pem'}", f"key_file={pki / 'client.key'}"]
         else:

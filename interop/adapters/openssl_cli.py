@@ -14,8 +14,8 @@ from pathlib import Path
 from .base import (
     EARLY_DATA,
     PSK_IDENTITY,
-    RSL_PAYLOAD,
     PSK_KEY,
+    RSL_PAYLOAD,
     SERVER_NAME,
     Cell,
     CellFailure,
@@ -37,9 +37,13 @@ SUITES = (
     "TLS_AES_128_CCM_SHA256",
     "TLS_AES_128_CCM_8_SHA256",
 )
-GROUPS = {"x25519": "X25519", "secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521",
-          "x448": "X448"}  # fmt: skip
-
+GROUPS = {
+    "x25519": "X25519",
+    "secp256r1": "P-256",
+    "secp384r1": "P-384",
+    "secp521r1": "P-521",
+    "x448": "X448",
+}
 
 
 def _common(spec: Spec, pki: Path, role: Role) -> list[str]:
@@ -107,9 +111,18 @@ class OpenSSLServer(PeerServer):
 
     def _start(self, port: int) -> PeerProcess:
         spec, pki = self.spec, self.cell.pki
-        argv = [*self.peer.argv("s_server"), "-accept", f"{HOST}:{port}",
-                "-naccept", str(spec.connections), "-cert", pki / "server.pem",
-                "-key", pki / "server.key", *_common(spec, pki, "server")]  # fmt: skip
+        argv = [
+            *self.peer.argv("s_server"),
+            "-accept",
+            f"{HOST}:{port}",
+            "-naccept",
+            str(spec.connections),
+            "-cert",
+            pki / "server.pem",
+            "-key",
+            pki / "server.key",
+            *_common(spec, pki, "server"),
+        ]
         if spec.bulk:
             argv.append("-rev")
         if spec.mtls:
@@ -138,9 +151,13 @@ class OpenSSLServer(PeerServer):
         code = self.process.finish(timeout)
         output = self.process.output()
         if code is None:
-            raise CellFailure(f"s_server did not exit: {self.process.last_line()}", self.process.log)
+            raise CellFailure(
+                f"s_server did not exit: {self.process.last_line()}", self.process.log
+            )
         if code != 0:
-            raise CellFailure(f"s_server exit {code}: {self.process.error_line()}", self.process.log)
+            raise CellFailure(
+                f"s_server exit {code}: {self.process.error_line()}", self.process.log
+            )
         if self.spec.early_data == "accept" and "Early data received" not in output:
             raise CellFailure("s_server received no early data", self.process.log)
         if self.spec.resumption and "Reused session-id" not in output:
@@ -160,10 +177,19 @@ class OpenSSLClient(PeerClient):
 
     def _argv(self, *extra: str | Path) -> list[str | Path]:
         pki, spec = self.cell.pki, self.spec
-        argv = [*self.peer.argv("s_client"), "-connect", f"{HOST}:{self.port}",
-                "-CAfile", pki / "ca.pem", "-servername", SERVER_NAME,
-                "-verify_hostname", SERVER_NAME, "-verify_return_error",
-                *_common(spec, pki, "client")]  # fmt: skip
+        argv = [
+            *self.peer.argv("s_client"),
+            "-connect",
+            f"{HOST}:{self.port}",
+            "-CAfile",
+            pki / "ca.pem",
+            "-servername",
+            SERVER_NAME,
+            "-verify_hostname",
+            SERVER_NAME,
+            "-verify_return_error",
+            *_common(spec, pki, "client"),
+        ]
         if spec.mtls:
             argv += ["-cert", pki / "client.pem", "-key", pki / "client.key"]
         if spec.key_update:

@@ -144,7 +144,7 @@ def server_config(cell: Cell, spec: Spec, **options: Any) -> ServerConfig:
     return ServerConfig(**settings)
 
 
-# -- TLS ----------------------------------------------------------------------------------------
+# -- TLS -------------------------------------------------------------------------------------------
 
 
 class OurTLS:
@@ -374,6 +374,7 @@ class Served:
     eof: bool = False
     records: list[int] = field(default_factory=list)
     key_updates_deferred: bool = False
+    cids: tuple[bytes | None, bytes | None] = (None, None)  # DTLS: (peer's, ours)
 
 
 Handler = Callable[[Any, Served], None]
@@ -475,7 +476,7 @@ class OurTLSServer:
             self.listener.close()
 
 
-# -- DTLS ---------------------------------------------------------------------------------------
+# -- DTLS ------------------------------------------------------------------------------------------
 
 
 class OurDTLS:
@@ -573,7 +574,8 @@ class _Recorder(DTLSHandler):
         self.server = server
 
     def handshake_complete(self, session: DTLSSession) -> None:
-        served = Served(handshake=session.handshake)
+        conn = session.connection
+        served = Served(handshake=session.handshake, cids=(conn.cid_sent, conn.cid_received))
         session.data["served"] = served
         self.server.served.append(served)
 
@@ -591,6 +593,9 @@ class _Recorder(DTLSHandler):
                 # being answered: that answer is the update the scenario wants.
                 served.key_updates_deferred = True
         session.send(data)
+        limit = self.server.limit
+        if limit is not None and served.received >= limit:
+            session.close()  # for clients that move on only once the server closes
 
     def session_ended(self, session: DTLSSession, error: BaseException | None) -> None:
         served = session.data.get("served")
@@ -615,8 +620,10 @@ class OurDTLSServer:
         associations: int = 1,
         key_update: bool = False,
         port: int | None = None,
+        limit: int | None = None,
     ) -> None:
         self.cell = cell
+        self.limit = limit
         self.port = port if port is not None else cell.ports.take()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((HOST, self.port))
@@ -646,6 +653,16 @@ class OurDTLSServer:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
+        for session in self.loop.sessions:
+            conn = session.connection
+            if conn.state == "handshaking" and self.failure is None:
+                # Our account of an association that never completed (for the cell detail).
+                self.failure = (
+                    f"our association is still handshaking after {conn.retransmissions} "
+                    f"retransmissions ({conn.datagrams_received} datagrams in"
+                    + ("" if conn.address_validated else ", address not validated")
+                    + ")"
+                )
         with contextlib.suppress(OSError):
             self.loop.close_all()
         with contextlib.suppress(OSError):

@@ -176,9 +176,9 @@ def _bound(port: int, tables: Sequence[str], state: str | None) -> bool:
         with contextlib.suppress(FileNotFoundError):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
-                if len(fields) > 3 and fields[1].endswith(suffix):
-                    if state is None or fields[3] == state:
-                        return True
+                matches = len(fields) > 3 and fields[1].endswith(suffix)
+                if matches and (state is None or fields[3] == state):
+                    return True
     return False
 
 

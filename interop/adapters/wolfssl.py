@@ -32,8 +32,12 @@ SUITES = {
     "TLS_AES_256_GCM_SHA384": "TLS13-AES256-GCM-SHA384",
     "TLS_CHACHA20_POLY1305_SHA256": "TLS13-CHACHA20-POLY1305-SHA256",
 }
-CURVES = {"x25519": "CURVE25519", "secp256r1": "SECP256R1", "secp384r1": "SECP384R1",
-          "secp521r1": "SECP521R1"}  # fmt: skip
+CURVES = {
+    "x25519": "CURVE25519",
+    "secp256r1": "SECP256R1",
+    "secp384r1": "SECP384R1",
+    "secp521r1": "SECP521R1",
+}
 MLKEM = "X25519MLKEM768"
 WOLF_CID = "wolfcid1"  # the CID wolfSSL asks for (8 bytes; 5.9.2's own CIDs are ≤ 10)
 SMALL_MTU = 352  # wolfSSL's -u N counts the datagram: our MTU 400 minus IP/UDP (SPEC_NOTES D1)
@@ -113,11 +117,13 @@ class WolfSSL(Peer):
             from .ours import external_psk
 
             # wolfSSL's client names the hash in its identity (Client_identitySHA256)
-            return {"external_psks": {
-                PSK_IDENTITY: external_psk(),
-                PSK_IDENTITY + "SHA256": external_psk(PSK_IDENTITY + "SHA256"),
-                PSK_IDENTITY + "SHA384": external_psk(PSK_IDENTITY + "SHA384", "sha384"),
-            }}  # fmt: skip
+            return {
+                "external_psks": {
+                    PSK_IDENTITY: external_psk(),
+                    PSK_IDENTITY + "SHA256": external_psk(PSK_IDENTITY + "SHA256"),
+                    PSK_IDENTITY + "SHA384": external_psk(PSK_IDENTITY + "SHA384", "sha384"),
+                }
+            }
         return {}
 
 
@@ -135,8 +141,17 @@ class WolfServer(PeerServer):
         self.spec = spec
         pki = cell.pki
         port = cell.ports.take()
-        argv: list[str | Path] = [peer.exe("server"), "-p", str(port), *peer.common(spec),
-                                  "-c", pki / "server.pem", "-k", pki / "server.key", "-e"]  # fmt: skip
+        argv: list[str | Path] = [
+            peer.exe("server"),
+            "-p",
+            str(port),
+            *peer.common(spec),
+            "-c",
+            pki / "server.pem",
+            "-k",
+            pki / "server.key",
+            "-e",
+        ]
         if spec.mtls:
             argv += ["-A", pki / "ca.pem"]
         else:
@@ -176,19 +191,20 @@ class WolfServer(PeerServer):
         code = self.process.finish(timeout)
         output = self.process.output()
         if code is None:
-            raise CellFailure(f"wolfSSL server did not exit: {self.process.last_line()}",
-                              self.process.log)  # fmt: skip
+            raise CellFailure(
+                f"wolfSSL server did not exit: {self.process.last_line()}", self.process.log
+            )
         if code != 0:
-            raise CellFailure(f"wolfSSL server exit {code}: {self.process.error_line()}",
-                              self.process.log)  # fmt: skip
+            raise CellFailure(
+                f"wolfSSL server exit {code}: {self.process.error_line()}", self.process.log
+            )
         notes = []
         if self.spec.cid:
             if "CID extension was negotiated" not in output:
                 raise CellFailure("wolfSSL server did not negotiate a CID", self.process.log)
             notes.append("wolfSSL: CID negotiated")
-        if self.spec.early_data == "accept":
-            if "Early Data" not in output:
-                raise CellFailure("wolfSSL server reports no early data", self.process.log)
+        if self.spec.early_data == "accept" and "Early Data" not in output:
+            raise CellFailure("wolfSSL server reports no early data", self.process.log)
         return "; ".join(notes)
 
 
@@ -198,8 +214,14 @@ class WolfClient(PeerClient):
         self.cell = cell
         self.spec = spec
         pki = cell.pki
-        argv: list[str | Path] = [peer.exe("client"), "-p", str(port), *peer.common(spec),
-                                  "-A", pki / "ca.pem"]  # fmt: skip
+        argv: list[str | Path] = [
+            peer.exe("client"),
+            "-p",
+            str(port),
+            *peer.common(spec),
+            "-A",
+            pki / "ca.pem",
+        ]
         if spec.mtls:
             argv += ["-c", pki / "client.pem", "-k", pki / "client.key"]
         else:
@@ -227,8 +249,9 @@ class WolfClient(PeerClient):
         if code is None:
             raise CellFailure(f"wolfSSL client hung: {self.process.last_line()}", self.process.log)
         if code != 0:
-            raise CellFailure(f"wolfSSL client exit {code}: {self.process.error_line()}",
-                              self.process.log)  # fmt: skip
+            raise CellFailure(
+                f"wolfSSL client exit {code}: {self.process.error_line()}", self.process.log
+            )
         if self.spec.connections == 2 and "reused session id" not in output:
             raise CellFailure("wolfSSL client did not resume", self.process.log)
         if self.spec.cid and "CID extension was negotiated" not in output:
