@@ -362,8 +362,9 @@ class ClientHandshake:
             alpn=tuple(cfg.alpn) or None,
             record_size_limit=cfg.record_size_limit,
             connection_id=cfg.connection_id if self.dtls else None,
-            # RFC 8446 §4.2.9: a client offering PSKs MUST send psk_key_exchange_modes.
-            psk_key_exchange_modes=tuple(cfg.psk_modes) if offers else None,
+            # RFC 8446 §4.2.9: required with PSKs, and without it a server may not issue
+            # tickets at all (mbedTLS does not), so it is always sent.
+            psk_key_exchange_modes=tuple(cfg.psk_modes),
             early_data=self._early_in_hello,
             pre_shared_key=psks,
         )

@@ -166,7 +166,9 @@ class DTLSConnection:
         out = self._out
         if not self.address_validated:
             # RFC 9147 §5.1: at most three times what the unvalidated address sent us.
-            budget = 3 * self._bytes_in - self._bytes_out
+            # The base of 1200 bytes (QUIC's rule, RFC 9000 §8.1) lets a flight out even
+            # to a client whose small hello and plaintext ACKs alone would stall it.
+            budget = 3 * max(self._bytes_in, 1200) - self._bytes_out
             allowed: list[bytes] = []
             while out and len(out[0]) <= budget:
                 budget -= len(out[0])

@@ -212,7 +212,10 @@ class UdpRelay:
         lose, duplicate, reorder = rng.random(), rng.random(), rng.random()
         losable = self.loss_scope == "all" or handshake_phase(data)
         now = time.monotonic()
-        if losable and lose < rules.loss:
+        # The client's first datagram is always lost on a lossy link, so every run really
+        # exercises a retransmission whatever the seed draws.
+        forced = direction == "c2s" and index == 0 and rules.loss > 0
+        if losable and (lose < rules.loss or forced):
             stats.dropped += 1
             self._note(direction, index, "drop", data)
             return
