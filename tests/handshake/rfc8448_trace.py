@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-TRACE_FILE = Path("/work/shared/rfc/tls13-example-traces.txt")
+from tests.shared_data import SHARED
+
+TRACE_FILE = SHARED / "rfc" / "tls13-example-traces.txt"
 
 _SECTION = re.compile(r"^(\d+)\.\s{2}\S")
 _ACTION = re.compile(r"^\s+(\{(?:client|server)\}.*?):?\s*$")

@@ -27,8 +27,9 @@ from records.content_types import ContentType
 from records.dtls_epoch import DTLSEpochCipher
 from records.dtls_layer import DTLSRecordLayer
 from records.record_numbers import decode_ack
+from tests.shared_data import SHARED
 
-CAPTURE_DIR = Path("/work/shared/captures")
+CAPTURE_DIR = SHARED / "captures"
 CAPTURES = sorted(CAPTURE_DIR.glob("*.json"))
 
 # code -> (hash, key length, aead name, tag length) (RFC 8446 §B.4)
