@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,12 +25,13 @@ from protocol.dtls_fragments import (
 )
 from records.content_types import ContentType
 from records.dtls_header import PlaintextRecord, parse_datagram
+from tests.shared_data import SHARED
 
 DECODE_ERROR = 50
 ILLEGAL_PARAMETER = 47
 UNEXPECTED_MESSAGE = 10
 
-CAPTURE = Path("/work/shared/captures/wolfssl-client-nss-server-hrr-mlkem.json")
+CAPTURE = SHARED / "captures" / "wolfssl-client-nss-server-hrr-mlkem.json"
 
 
 def message(msg_type: int, size: int, seed: int = 0) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
@@ -19,8 +18,9 @@ from records.aead import RecordCipher
 from records.content_types import ContentType
 from records.errors import RecordError
 from records.tls import TLSRecordLayer
+from tests.shared_data import SHARED
 
-TRACE_PATH = Path("/work/shared/rfc/tls13-example-traces.txt")
+TRACE_PATH = SHARED / "rfc" / "tls13-example-traces.txt"
 
 _SECTION = re.compile(r"^(\d+)\.  (\S.*)$")
 _STEP = re.compile(r"^   \{(client|server)\}  (.*)$")
