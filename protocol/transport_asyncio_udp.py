@@ -24,6 +24,7 @@ import collections
 import contextlib
 import inspect
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, cast
@@ -60,7 +61,7 @@ _LIVE = ("handshaking", "connected")
 HOUSEKEEPING_INTERVAL = 1.0
 
 
-class _Driver:
+class _Driver(ABC):
     """What a stream needs from its endpoint: send what is queued, and wake-ups."""
 
     def __init__(self) -> None:
@@ -73,14 +74,14 @@ class _Driver:
 
     # -- subclasses ---------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def flush(self) -> None: ...
 
-    def next_timer(self) -> float | None:
-        raise NotImplementedError
+    @abstractmethod
+    def next_timer(self) -> float | None: ...
 
-    def on_timer(self, now: float) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def on_timer(self, now: float) -> None: ...
 
     # -- timer --------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,16 +145,17 @@ def random_tag(size: int = 0) -> str:
     return tag + "-" + "r" * (size - len(tag) - 1) if size > len(tag) + 1 else tag
 
 
-class App:
+class App(ABC):
     """What a peer's server does with our application data; ``exchange`` sends one request
     over our channel and checks the answer byte for byte (or its fixed prefix)."""
 
     rounds: int | None = None  # request/answer rounds per connection; None: any number
 
+    @abstractmethod
     def exchange(self, channel: Channel, timeout: float, size: int = 0) -> None:
         """One request and its answer; ``size`` > 0 asks for a request of about that many
         bytes (record_size_limit scenarios), where the peer's application allows it."""
-        raise NotImplementedError
+        ...
 
 
 def read_until(channel: Channel, done: Callable[[bytes], bool], timeout: float) -> bytes:
@@ -321,7 +323,7 @@ class PeerClient:
             self.process.kill()
 
 
-class Peer:
+class Peer(ABC):
     """One peer implementation; subclasses in interop/adapters/."""
 
     name = "peer"
@@ -337,8 +339,8 @@ class Peer:
         self.version = version
         self.missing = missing  # why the peer cannot run at all (not installed), or None
 
-    def prepare(self, shared: Path, pki: Path) -> None:
-        """Once per run, before any cell: databases, converted keys."""
+    def prepare(self, shared: Path, pki: Path) -> None:  # noqa: B027 (optional hook)
+        """Once per run, before any cell: databases, converted keys (most peers need none)."""
 
     def supports(self, spec: Spec, role: Role) -> str | None:
         """None if the cell can run, else why not (shown as the n/a reason)."""
@@ -348,11 +350,11 @@ class Peer:
             return f"{self.label} has no TLS 1.3"
         return None
 
-    def server(self, cell: Cell, spec: Spec) -> PeerServer:
-        raise NotImplementedError
+    @abstractmethod
+    def server(self, cell: Cell, spec: Spec) -> PeerServer: ...
 
-    def client(self, cell: Cell, spec: Spec, port: int) -> PeerClient:
-        raise NotImplementedError
+    @abstractmethod
+    def client(self, cell: Cell, spec: Spec, port: int) -> PeerClient: ...
 
     def client_connections(self, spec: Spec) -> int:
         """Connections the peer's client makes for ``spec`` (our server expects them)."""

@@ -15,6 +15,7 @@ import socket
 import ssl
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,26 +59,26 @@ TLSLITE_SUITES = {
 TLSLITE_GROUPS = ("x25519", "x448", "secp256r1", "secp384r1", "secp521r1")
 
 
-class Session:
+class Session(ABC):
     """What an in-process connection offers the generic loops."""
 
-    def recv(self) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def recv(self) -> bytes: ...
 
-    def send(self, data: bytes) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def send(self, data: bytes) -> None: ...
 
     def key_update(self) -> None:
         raise CellFailure("this library cannot send KeyUpdate")
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None: ...
 
-    def resumed(self) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def resumed(self) -> bool: ...
 
-    def session(self) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def session(self) -> Any: ...
 
 
 def recv_exactly(conn: Session, size: int) -> bytes:

@@ -454,10 +454,10 @@ def _openssl_session(suite_name: str) -> tuple[Any, dict[str, bytes]]:
     """An in-memory TLS 1.3 handshake between two OpenSSL endpoints, with the key log."""
     import datetime
 
-    ssl = pytest.importorskip("OpenSSL.SSL")
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
+    from OpenSSL import SSL as ssl  # pyOpenSSL is a test dependency
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "exporter.test")])
