@@ -7,7 +7,9 @@ a time; output is a list of actions (messages to send, keys to install, completi
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import ipaddress
 import time
 from enum import Enum
 from typing import Literal
@@ -809,10 +811,10 @@ def _unsolicited(name: str) -> HandshakeError:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def _is_ip_literal(name: str) -> bool:
     # RFC 6066 §3: literal IPv4 and IPv6 addresses are not permitted in server_name.
-    import ipaddress
-
+    # Cached: a client names few servers, and ip_address() answers "no" by an exception.
     try:
         ipaddress.ip_address(name)
     except ValueError:
