@@ -208,9 +208,11 @@ class OurTLS:
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
-                if not readable:
-                    raise
-                sent = 0
+                # The peer is gone (EPIPE, reset): what is queued can never leave, and a
+                # socket that stays writable must not keep a wait loop spinning.
+                self._out.clear()
+                self.eof = True
+                return True
             del self._out[:sent]
         if readable:
             try:
@@ -256,7 +258,8 @@ class OurTLS:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         self._queue()
         while self._out:
-            if not self._step(deadline - time.monotonic()) and time.monotonic() > deadline:
+            self._step(deadline - time.monotonic())
+            if self._out and time.monotonic() > deadline:
                 raise CellFailure(f"could not send {len(self._out)} bytes: the peer reads nothing")
 
     def do_handshake(self) -> HandshakeComplete:
@@ -266,7 +269,8 @@ class OurTLS:
         while self._handshake is None:
             if self.eof:
                 raise CellFailure("peer closed TCP during the handshake")
-            if not self._step(deadline - time.monotonic()) and time.monotonic() > deadline:
+            self._step(deadline - time.monotonic())
+            if self._handshake is None and time.monotonic() > deadline:
                 raise CellFailure(f"handshake did not complete within {self.timeout:g} s")
         self.flush()
         return self._handshake
@@ -285,7 +289,8 @@ class OurTLS:
         while not self._inbuf:
             if self.peer_closed or self.eof:
                 return b""
-            if not self._step(deadline - time.monotonic()) and time.monotonic() > deadline:
+            self._step(deadline - time.monotonic())
+            if not self._inbuf and time.monotonic() > deadline:
                 raise CellFailure(f"no data from the peer within {timeout:g} s")
         data = bytes(self._inbuf)
         self._inbuf.clear()
@@ -300,8 +305,9 @@ class OurTLS:
     def wait_ticket(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while not self.sessions and not self.eof and not self.peer_closed:
-            if not self._step(deadline - time.monotonic()) and time.monotonic() > deadline:
-                return False
+            self._step(deadline - time.monotonic())
+            if time.monotonic() > deadline:
+                break
         return bool(self.sessions)
 
     def key_update(self, request: bool = True) -> None:
@@ -323,7 +329,8 @@ class OurTLS:
         """True once the peer's close_notify came (False: TCP closed without it, or nothing)."""
         deadline = time.monotonic() + timeout
         while not self.peer_closed and not self.eof:
-            if not self._step(deadline - time.monotonic()) and time.monotonic() > deadline:
+            self._step(deadline - time.monotonic())
+            if time.monotonic() > deadline:
                 break
         return self.peer_closed
 
