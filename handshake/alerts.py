@@ -31,6 +31,7 @@ class AlertDescription(IntEnum):
     access_denied = 49
     decode_error = 50
     decrypt_error = 51
+    too_many_cids_requested = 52  # RFC 9147 §9 (DTLS)
     protocol_version = 70
     insufficient_security = 71
     internal_error = 80

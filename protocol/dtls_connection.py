@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Literal
 
@@ -32,6 +33,8 @@ from handshake.actions import (
 )
 from handshake.alerts import AlertDescription, AlertLevel, HandshakeError
 from handshake.client import ClientHandshake
+from handshake.common import parse_message
+from handshake.messages import NewConnectionId, RequestConnectionId, encode_message
 from handshake.psk import Session
 from handshake.server import RetryParameters, ServerHandshake
 from records.aead import RecordCipher
@@ -42,6 +45,7 @@ from records.errors import RecordError
 from records.record_numbers import RecordNumber, decode_ack, encode_ack
 
 from .config import ClientConfig, ServerConfig
+from .dtls_cids import CID_IMMEDIATE, CID_SPARE, ConnectionIds
 from .dtls_cookie import CookieSealer, HelloCollector, address_bytes
 from .dtls_flight import Flight, FlightState, Fragment
 from .dtls_fragments import FragmentError, HandshakeReassembler, fragment_message
@@ -51,6 +55,7 @@ from .events import (
     ApplicationData,
     ConnectionClosed,
     ConnectionFailed,
+    ConnectionIdsReceived,
     EarlyDataReceived,
     Event,
     KeyUpdated,
@@ -75,6 +80,7 @@ _POST_HANDSHAKE_ACKED = {
     10,
     24,
 }  # NewSessionTicket, RequestConnectionId, NewConnectionId, KeyUpdate
+_REQUEST_CONNECTION_ID, _NEW_CONNECTION_ID, _KEY_UPDATE = 9, 10, 24
 
 
 def _carries(flight: Flight, msg_type: int) -> bool:
@@ -125,6 +131,8 @@ class DTLSConnection:
         self._bytes_out = 0
         self._now = 0.0  # the latest time the driver told us
         self._own_cid: bytes | None = None  # the CID we ask the peer to use (RFC 9146)
+        self._cids = ConnectionIds()  # both directions' CIDs after the handshake (§9)
+        self._peer_update_requested_at = -1  # read epoch whose integrity limit we reported
         self.address_validated = True
         # RFC 8446 §4.2.10: bytes of accepted 0-RTT (epoch 1) data the server may still read.
         self._early_budget: int | None = None
@@ -218,6 +226,8 @@ class DTLSConnection:
         if not data:
             self._emit(ContentType.application_data, b"")
         self.bytes_sent += len(data)
+        if self._layer.write_key_update_due:
+            self._rekey_before_limits()
 
     def key_update(self, request_peer_update: bool = True) -> None:
         """Send KeyUpdate; our new keys take effect once the peer ACKs it (RFC 9147 §8)."""
@@ -227,6 +237,70 @@ class DTLSConnection:
             raise ConnectionStateError("the previous KeyUpdate is not acknowledged yet (§8)")
         self._apply(self._hs.request_key_update(request_peer_update), self._now)
         self._events.append(KeyUpdated("send", request_peer_update, self._layer.write_epoch + 1))
+
+    # -- Connection IDs (RFC 9147 §9) --------------------------------------------------------
+
+    @property
+    def connection_ids_issued(self) -> tuple[bytes, ...]:
+        """Every CID of ours the peer may put on its records (the negotiated one first)."""
+        return tuple(self._cids.own)
+
+    @property
+    def spare_connection_ids(self) -> tuple[bytes, ...]:
+        """CIDs the peer gave us for later (NewConnectionId with cid_spare), oldest first."""
+        return tuple(self._cids.peer_spares)
+
+    def issue_connection_ids(self, count: int, *, immediate: bool = False) -> tuple[bytes, ...]:
+        """Send NewConnectionId with ``count`` fresh CIDs of ours (§9); with ``immediate``
+        the peer must switch to the first at once. We accept all of them from now on.
+
+        Needs a negotiated non-empty CID of ours; one NewConnectionId at a time (§5.8.4).
+        """
+        self._check_post_handshake_send(_NEW_CONNECTION_ID, "NewConnectionId")
+        if not 0 < count <= 255:
+            raise ValueError("count must be 1..255")
+        try:
+            fresh = self._cids.issue(count)
+        except ValueError as exc:
+            raise ConnectionStateError(str(exc)) from exc
+        if immediate and not fresh:
+            raise ConnectionStateError("no CID left to issue (the peer holds the maximum)")
+        self._send_new_connection_id(fresh, CID_IMMEDIATE if immediate else CID_SPARE)
+        return tuple(fresh)
+
+    def request_connection_ids(self, count: int = 1) -> None:
+        """Send RequestConnectionId (§9): ask the peer for ``count`` spare CIDs, which
+        arrive as a ``ConnectionIdsReceived`` event. One request at a time."""
+        self._check_post_handshake_send(_REQUEST_CONNECTION_ID, "RequestConnectionId")
+        if not 0 < count <= 255:
+            raise ValueError("count must be 1..255")
+        try:
+            self._cids.check_can_request()
+        except ValueError as exc:
+            raise ConnectionStateError(str(exc)) from exc
+        self._cids.request_unfulfilled = True
+        self._send_post_handshake(encode_message(RequestConnectionId(count), dtls=True))
+
+    def switch_connection_id(self) -> bytes:
+        """Put the peer's oldest spare CID on our records from now on, e.g. before sending
+        from a new address (§9: "SHOULD use a new CID whenever sending on a new path")."""
+        if self._state != "connected":
+            raise ConnectionStateError("no established connection")
+        try:
+            cid = self._cids.next_spare()
+        except ValueError as exc:
+            raise ConnectionStateError(str(exc)) from exc
+        self._set_send_cid(cid)
+        return cid
+
+    def set_connection_id_filter(self, taken: Callable[[bytes], bool] | None) -> None:
+        """CIDs for which ``taken`` is true are never issued (a server's other
+        associations' CIDs, so a datagram always routes to one association)."""
+        self._cids.set_taken(taken)
+
+    def take_new_connection_ids(self) -> list[bytes]:
+        """CIDs of ours issued since the last call (a demultiplexer registers them)."""
+        return self._cids.take_fresh() if self._cids.fresh_own else []
 
     def close(self) -> None:
         """Send close_notify (alerts are not retransmitted, RFC 9147 §5.10)."""
@@ -296,6 +370,10 @@ class DTLSConnection:
                 self._ack_deadline = now  # §7: post-handshake messages are ACKed at once
 
     def _on_message(self, message: bytes, now: float) -> None:
+        if self.handshake_complete and message[0] in (_REQUEST_CONNECTION_ID, _NEW_CONNECTION_ID):
+            # DTLS-only record-layer business, outside the TLS handshake state machine.
+            self._on_cid_message(message)
+            return
         flight = self._flight
         if flight is not None and not flight.needs_ack and not flight.complete:
             # §7: a message of the peer's next flight acknowledges our previous one; the
@@ -319,6 +397,46 @@ class DTLSConnection:
 
     def _key_update_outstanding(self) -> bool:
         return any(f.on_ack is not None for f in self._post_flights if not f.complete)
+
+    def _on_cid_message(self, message: bytes) -> None:
+        msg = parse_message(message, dtls=True, hash_len=32)
+        if isinstance(msg, NewConnectionId):
+            switch_to = self._cids.on_new_connection_id(msg)
+            if switch_to is not None:
+                self._set_send_cid(switch_to)  # §9 cid_immediate: "for all future records"
+            self._events.append(ConnectionIdsReceived(msg.cids, msg.usage == CID_IMMEDIATE))
+        elif isinstance(msg, RequestConnectionId):
+            self._cids.on_request_connection_id(msg.num_cids)
+            if self._outstanding(_NEW_CONNECTION_ID):
+                # §5.8.4: one NewConnectionId at a time; answer once the last is ACKed.
+                self._cids.deferred_request = max(self._cids.deferred_request, msg.num_cids)
+            else:
+                self._answer_cid_request(msg.num_cids)
+
+    def _answer_cid_request(self, num_cids: int) -> None:
+        # §9: SHOULD answer with cid_spare "as soon as possible"; fewer (even none) when the
+        # request is excessive, which also tells the peer its request is fulfilled.
+        self._send_new_connection_id(self._cids.issue(num_cids), CID_SPARE)
+
+    def _send_new_connection_id(self, cids: list[bytes], usage: int) -> None:
+        self._layer.set_receive_cids(self._cids.own)
+        self._send_post_handshake(encode_message(NewConnectionId(tuple(cids), usage), dtls=True))
+
+    def _send_post_handshake(self, message: bytes) -> None:
+        self._apply([SendMessage(self._layer.write_epoch, message)], self._now)
+
+    def _check_post_handshake_send(self, msg_type: int, name: str) -> None:
+        if self._state != "connected" or self._close_sent:
+            raise ConnectionStateError(f"{name} needs an open, established connection")
+        if self._outstanding(msg_type):
+            raise ConnectionStateError(f"the previous {name} is not acknowledged yet (§5.8.4)")
+
+    def _outstanding(self, msg_type: int) -> bool:
+        return any(_carries(f, msg_type) for f in self._post_flights if not f.complete)
+
+    def _set_send_cid(self, cid: bytes) -> None:
+        self._layer.send_cid = cid
+        self.cid_sent = cid
 
     def _peer_retransmitted(self, number: RecordNumber, now: float) -> None:
         """The peer resent something we already processed: it lost our answer (§5.8.1)."""
@@ -346,6 +464,10 @@ class DTLSConnection:
             if flight.complete:
                 self._flight_acknowledged(flight)
         self._post_flights = [f for f in self._post_flights if not f.complete]
+        deferred = self._cids.deferred_request
+        if deferred and not self._outstanding(_NEW_CONNECTION_ID) and self._state == "connected":
+            self._cids.deferred_request = 0
+            self._answer_cid_request(deferred)
 
     def _flight_acknowledged(self, flight: Flight) -> None:
         if flight.on_ack is not None:
@@ -403,8 +525,26 @@ class DTLSConnection:
         self._state = "failed"
         self._events.append(ConnectionFailed(alert, reason, by_peer=True))
 
+    def _rekey_before_limits(self) -> None:
+        """RFC 9147 §4.5.3: start a KeyUpdate before our write key reaches its
+        confidentiality limit, and ask for the peer's (update_requested) before our read key
+        reaches its integrity limit, once per read epoch. At most one KeyUpdate is in flight
+        (§8); the soft limits (3/4) leave room for the records sent until its ACK."""
+        layer = self._layer
+        if self._state != "connected" or self._close_sent or self._key_update_outstanding():
+            return
+        read_epoch = layer.read_epochs[-1] if layer.read_epochs else -1
+        ask = layer.request_peer_update and read_epoch != self._peer_update_requested_at
+        if not (ask or layer.write_key_update_due):
+            return
+        if ask:
+            self._peer_update_requested_at = read_epoch
+        self.key_update(request_peer_update=ask)
+
     def _after_input(self, now: float) -> None:
         """Decide about ACKs for a partly received flight (§7.1)."""
+        if self._state == "connected" and self._layer.needs_key_update:
+            self._rekey_before_limits()
         if self._new_flight is not None:
             self._send_flight(now)
         if self._incoming and self._ack_deadline is None and not self.handshake_complete:
@@ -510,7 +650,8 @@ class DTLSConnection:
         self.cid_sent = peer_cid
         own = self._own_cid
         self.cid_received = own or None
-        self._layer.set_receive_cids([own] if own else [])
+        self._cids.negotiated_with(peer_cid, own)
+        self._layer.set_receive_cids(self._cids.own)
 
     def _on_handshake_finished(self, parameters: NegotiatedParameters) -> None:
         self.parameters = parameters

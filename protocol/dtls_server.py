@@ -62,6 +62,15 @@ class _Association(DTLSServerConnection):
         super().close()
         self._touched()
 
+    def issue_connection_ids(self, count: int, *, immediate: bool = False) -> tuple[bytes, ...]:
+        fresh = super().issue_connection_ids(count, immediate=immediate)
+        self._touched()
+        return fresh
+
+    def request_connection_ids(self, count: int = 1) -> None:
+        super().request_connection_ids(count)
+        self._touched()
+
     def _touched(self) -> None:
         notify = self._notify
         if notify is not None:
@@ -166,6 +175,8 @@ class DTLSServer:
         (which only moves when it runs) is filed again before timers are next looked at."""
         self._touched[conn] = None
         self._retime[conn] = None
+        for cid in conn.take_new_connection_ids():
+            self._by_cid[cid] = conn  # issued by NewConnectionId (RFC 9147 §9)
 
     def _file_timers(self) -> None:
         retime, self._retime = self._retime, {}
@@ -262,6 +273,7 @@ class DTLSServer:
     def _add(self, conn: DTLSServerConnection, address: Address) -> None:
         if isinstance(conn, _Association):
             conn._notify = self._touch
+        conn.set_connection_id_filter(self._by_cid.__contains__)
         self._by_address[address] = conn
         self._address_of[id(conn)] = address
         if conn.cid_received:  # known once the ServerHello went out
@@ -283,8 +295,9 @@ class DTLSServer:
         address = self._address_of.pop(id(conn), None)
         if address is not None and self._by_address.get(address) is conn:
             del self._by_address[address]
-        if conn.cid_received:
-            self._by_cid.pop(conn.cid_received, None)
+        for cid in conn.connection_ids_issued:
+            if self._by_cid.get(cid) is conn:
+                del self._by_cid[cid]
 
 
 def _is_new_client_hello(data: bytes, conn: DTLSServerConnection) -> bool:

@@ -92,6 +92,16 @@ class SessionTicketReceived:
     session: Session
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionIdsReceived:
+    """DTLS: the peer sent NewConnectionId (RFC 9147 §9). With ``immediate`` our records
+    already carry ``cids[0]``; the others are spares (``switch_connection_id`` takes the next).
+    An empty ``cids`` answers our RequestConnectionId with none."""
+
+    cids: tuple[bytes, ...]
+    immediate: bool
+
+
 Event = (
     HandshakeComplete
     | ApplicationData
@@ -101,4 +111,5 @@ Event = (
     | ConnectionFailed
     | EarlyDataReceived
     | SessionTicketReceived
+    | ConnectionIdsReceived
 )

@@ -222,10 +222,13 @@ class DTLSRecordLayer:
     @property
     def needs_key_update(self) -> bool:
         """True when a KeyUpdate should be initiated now (§4.5.3)."""
+        return self.write_key_update_due or self.request_peer_update
+
+    @property
+    def write_key_update_due(self) -> bool:
+        """The current write key nears its confidentiality limit (§4.5.3)."""
         cipher = self._write.get(self._write_epoch)
-        if cipher is not None and cipher.write_key_update_due:
-            return True
-        return self.request_peer_update
+        return cipher is not None and cipher.write_key_update_due
 
     @property
     def request_peer_update(self) -> bool:
