@@ -60,6 +60,11 @@ TLS10_RECORD_VERSION = 0x0301
 
 State = Literal["handshaking", "connected", "closed", "failed"]
 
+_APPDATA = int(ContentType.application_data)
+_HANDSHAKE = int(ContentType.handshake)
+_ALERT = int(ContentType.alert)
+_CCS = int(ContentType.change_cipher_spec)
+
 
 class HandshakeReassembler:
     """Cuts the handshake byte stream into whole messages (RFC 8446 §5.1: they may span
@@ -98,6 +103,8 @@ class TLSConnection:
     """What client and server connections share: record handling, alerts, events."""
 
     is_client: bool
+    # A client's ClientHello is produced on first use (see TLSClientConnection.start).
+    _started = True
 
     def __init__(
         self,
@@ -108,7 +115,8 @@ class TLSConnection:
         self._config = config
         self._records = TLSRecordLayer()
         self._reassembler = HandshakeReassembler()
-        self._out = bytearray()
+        # Encoded records waiting for data_to_send, joined once there.
+        self._out: list[bytes] = []
         self._pending_handshake = bytearray()
         self._events: list[Event] = []
         self._state: State = "handshaking"
@@ -122,6 +130,10 @@ class TLSConnection:
         # RFC 8446 §5.1: only a client's initial ClientHello may carry 0x0301.
         self._initial_hello_pending = self.is_client
         self._peer_finished = False
+        # Application records may go straight to events: 1-RTT read keys are in and the
+        # peer's Finished was seen (a client: its read keys follow the server's Finished),
+        # and nothing is traced. Kept current by _update_fast_receive.
+        self._fast_receive = False
         # RFC 8446 §4.2.10: bytes of accepted 0-RTT data the server may still read.
         self._early_budget: int | None = None
         self.parameters: NegotiatedParameters | None = None
@@ -143,14 +155,23 @@ class TLSConnection:
         """Feed bytes received from the peer; returns the events they caused."""
         if self._state in ("failed", "closed") or not data:
             return self._take_events()
-        now = time.time() if now is None else now
+        if now is None:
+            now = time.time()
+        records = self._records
         try:
-            self._records.feed(data)
-            while self._state not in ("failed",) and not self._close_received:
-                record = self._read_record()
+            records.feed(data)
+            while self._state != "failed" and not self._close_received:
+                record = records.read_record()
                 if record is None:
                     break
-                self._handle_record(record[0], record[1], now)
+                if record[0] == _APPDATA and self._fast_receive:
+                    # Established connection: 1-RTT application data becomes an event
+                    # without the checks _handle_record makes during the handshake.
+                    payload = record[1]
+                    self.bytes_received += len(payload)
+                    self._events.append(ApplicationData(payload))
+                else:
+                    self._handle_record(record[0], record[1], now)
         except HandshakeError as exc:
             self._fail(exc.alert, exc.reason)
         except RecordError as exc:
@@ -163,17 +184,51 @@ class TLSConnection:
             raise ConnectionStateError(f"cannot send application data in state {self._state}")
         if not data:
             return
-        self._emit_record(ContentType.application_data, bytes(data))
+        if self._trace is None:
+            due = self._records.write_application_data(data, self._out)
+            if due is None:
+                self._send_records(data)
+            elif due:
+                self._key_update_for_limit()
+        else:
+            self._send_records(data)
         self.bytes_sent += len(data)
+
+    def _send_records(self, data: bytes) -> None:
+        """Application data through ``encode`` (several records, padding or tracing), cut
+        where the write key has to change (RFC 8446 §5.5)."""
+        records = self._records
+        per_record = records.write_limit - 1  # RFC 8449 §4: the limit counts the type byte
+        with memoryview(data) as view:
+            pos = 0
+            while pos < len(view):
+                if records.needs_key_update:
+                    self._key_update_for_limit()
+                end = pos + max(1, records.records_until_key_update) * per_record
+                with view[pos:end] as part:
+                    self._emit_record(_APPDATA, part)
+                pos = end
+
+    def _key_update_for_limit(self) -> None:
+        """RFC 8446 §5.5: the write key nears its usage limit, so move to the next one (the
+        peer need not update its own)."""
+        self._apply(self._hs.request_key_update(False))
+        self._events.append(
+            KeyUpdated(direction="send", update_requested=False, epoch=self._write_epoch)
+        )
 
     def data_to_send(self) -> bytes:
         """Everything that must go to the peer now (empty when there is nothing)."""
-        self._flush_handshake()
-        if not self._out:
+        if self._pending_handshake or not self._started:
+            self._prepare_output()
+        out = self._out
+        if not out:
             return b""
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        self._out = []
+        return b"".join(out)
+
+    def _prepare_output(self) -> None:
+        self._flush_handshake()
 
     def key_update(self, request_peer_update: bool = True) -> None:
         """Send KeyUpdate (RFC 8446 §4.6.3); ``request_peer_update`` asks the peer to follow."""
@@ -219,9 +274,6 @@ class TLSConnection:
 
     # -- records in ----------------------------------------------------------------------------
 
-    def _read_record(self) -> tuple[int, bytes] | None:
-        return self._records.read_record()
-
     def _handle_record(self, content_type: int, payload: bytes, now: float) -> None:
         trace = self._trace
         if trace is not None:
@@ -235,20 +287,20 @@ class TLSConnection:
                     data=payload,
                 )
             )
-        if content_type == ContentType.handshake:
+        if content_type == _HANDSHAKE:
             self._handle_handshake_bytes(payload, now)
-        elif content_type == ContentType.application_data and self._read_epoch == 1:
+        elif content_type == _APPDATA and self._read_epoch == 1:
             self._handle_early_data(payload)
-        elif content_type == ContentType.application_data:
+        elif content_type == _APPDATA:
             if self._read_epoch < 3 or not self._peer_finished_or_client():
                 raise HandshakeError(
                     AlertDescription.unexpected_message, "application data before the handshake"
                 )
             self.bytes_received += len(payload)
             self._events.append(ApplicationData(payload))
-        elif content_type == ContentType.alert:
+        elif content_type == _ALERT:
             self._handle_alert(payload)
-        elif content_type == ContentType.change_cipher_spec:
+        elif content_type == _CCS:
             # RFC 8446 §5: dropped only between the first ClientHello and the peer's Finished.
             if not self._seen_client_hello or self._peer_finished:
                 raise HandshakeError(
@@ -418,6 +470,7 @@ class TLSConnection:
                 )
             self._records.set_read_cipher(cipher)
             self._read_epoch = action.epoch
+            self._update_fast_receive()
         else:
             self._flush_handshake()
             self._records.set_write_cipher(cipher)
@@ -436,10 +489,16 @@ class TLSConnection:
                 )
             )
 
+    def _update_fast_receive(self) -> None:
+        self._fast_receive = (
+            self._trace is None and self._read_epoch >= 3 and self._peer_finished_or_client()
+        )
+
     def _on_handshake_finished(self, parameters: NegotiatedParameters) -> None:
         self._flush_handshake()
         self.parameters = parameters
         self._peer_finished = True
+        self._update_fast_receive()
         self._state = "connected"
         if parameters.peer_record_size_limit is not None:
             # RFC 8449 §4: the peer's limit counts the content type byte in TLS 1.3.
@@ -455,21 +514,27 @@ class TLSConnection:
     # -- records out -----------------------------------------------------------------------------
 
     def _emit_record(
-        self, content_type: int, data: bytes, *, legacy_version: int = TLS12_LEGACY_RECORD_VERSION
+        self,
+        content_type: int,
+        data: bytes | bytearray | memoryview,
+        *,
+        legacy_version: int = TLS12_LEGACY_RECORD_VERSION,
     ) -> None:
         encoded = self._records.encode(content_type, data, legacy_version=legacy_version)
-        self._out += encoded
+        self._out.append(encoded)
         if self._trace is not None:
             self._trace_records(content_type, data, encoded)
 
-    def _trace_records(self, content_type: int, data: bytes, encoded: bytes) -> None:
+    def _trace_records(
+        self, content_type: int, data: bytes | bytearray | memoryview, encoded: bytes
+    ) -> None:
         """One trace event per record written (the record layer may have split ``data``)."""
         assert self._trace is not None
         name = content_type_name(content_type)
         offset = consumed = 0
         while offset + 5 <= len(encoded):
             wire = int.from_bytes(encoded[offset + 3 : offset + 5], "big")
-            share = data[consumed : consumed + wire]  # plaintext carried (an upper bound)
+            share = bytes(data[consumed : consumed + wire])  # plaintext carried (upper bound)
             self._trace(
                 TraceEvent(
                     "sent",
@@ -594,7 +659,7 @@ class TLSClientConnection(TLSConnection):
         if not data:
             return
         if self._started:
-            self._emit_record(ContentType.application_data, bytes(data))
+            self._emit_record(_APPDATA, data)
         else:
             self._early_buffer.append(bytes(data))
 
@@ -605,10 +670,10 @@ class TLSClientConnection(TLSConnection):
             store.add(name, self.port, session)
         super()._on_new_session(session)
 
-    def data_to_send(self) -> bytes:
+    def _prepare_output(self) -> None:
         if not self._started:
             self.start()
-        return super().data_to_send()
+        self._flush_handshake()
 
 
 class TLSServerConnection(TLSConnection):

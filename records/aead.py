@@ -66,6 +66,8 @@ class RecordCipher:
 
     __slots__ = (
         "_aead",
+        "_decrypt",
+        "_encrypt",
         "_iv",
         "aead",
         "confidentiality_limit",
@@ -90,6 +92,9 @@ class RecordCipher:
         self.aead = aead
         self.tag_len = tag_len
         self._aead = factory(bytes(key))
+        # Bound once: seal and open run per record.
+        self._encrypt = self._aead.encrypt
+        self._decrypt = self._aead.decrypt
         self._iv = int.from_bytes(iv, "big")
         self.sealed = 0  # records protected (RFC 8446 §5.5 confidentiality limit)
         self.opened = 0  # records successfully deprotected
@@ -109,7 +114,7 @@ class RecordCipher:
         # The nonce is computed inline (see nonce()): this runs once per record.
         if seq >> 64:
             raise RecordError(INTERNAL_ERROR, f"sequence number {seq} outside 64 bits")
-        out = self._aead.encrypt((self._iv ^ seq).to_bytes(IV_LEN, "big"), plaintext, aad)
+        out = self._encrypt((self._iv ^ seq).to_bytes(IV_LEN, "big"), plaintext, aad)
         self.sealed += 1
         return out
 
@@ -121,7 +126,7 @@ class RecordCipher:
         if seq >> 64:
             raise RecordError(INTERNAL_ERROR, f"sequence number {seq} outside 64 bits")
         try:
-            out = self._aead.decrypt((self._iv ^ seq).to_bytes(IV_LEN, "big"), ciphertext, aad)
+            out = self._decrypt((self._iv ^ seq).to_bytes(IV_LEN, "big"), ciphertext, aad)
         except InvalidTag:
             self.failed += 1
             raise RecordError(BAD_RECORD_MAC, "record failed AEAD authentication") from None

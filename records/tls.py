@@ -68,6 +68,22 @@ def _fail(alert: int, reason: str) -> RecordError:
     return RecordError(alert, reason)
 
 
+def _key_exhausted(guard: int) -> RecordError:
+    if guard >= SEQ_LIMIT:
+        return RecordError(INTERNAL_ERROR, "write sequence number would wrap")
+    return RecordError(INTERNAL_ERROR, "write key reached its usage limit (RFC 8446 §5.5)")
+
+
+def key_update_threshold(limit: int) -> int:
+    """Records after which to start a KeyUpdate for a key allowed ``limit`` records.
+
+    Three quarters of the limit, as the DTLS record layer does (records/dtls_epoch.py): RFC
+    8446 §5.5 requires rekeying before the limit, and the margin leaves room for the records
+    already queued and the KeyUpdate itself.
+    """
+    return limit * 3 // 4
+
+
 class TLSRecordLayer:
     """Record framing and protection for one TLS 1.3 connection (RFC 8446 §5)."""
 
@@ -81,7 +97,9 @@ class TLSRecordLayer:
         "_read_keys_installed",
         "_read_limit",
         "_write_cipher",
+        "_write_guard",
         "_write_limit",
+        "_write_rekey_at",
         "padding",
         "read_seq",
         "write_seq",
@@ -97,6 +115,12 @@ class TLSRecordLayer:
         self._write_cipher: RecordCipher | None = None
         self.read_seq = 0
         self.write_seq = 0
+        # Records the write key may still protect: write_seq stays below _write_guard (the
+        # 64-bit sequence space, RFC 8446 §5.3, and the AEAD's confidentiality limit, §5.5),
+        # and reaching _write_rekey_at makes needs_key_update true. write_seq equals the
+        # number of records the current write key sealed (both restart with the key).
+        self._write_guard = SEQ_LIMIT
+        self._write_rekey_at = SEQ_LIMIT
         self._read_limit = MAX_INNER_PLAINTEXT
         self._write_limit = MAX_INNER_PLAINTEXT
         self._protected_seen = False
@@ -137,6 +161,24 @@ class TLSRecordLayer:
     def set_write_cipher(self, cipher: RecordCipher | None) -> None:
         self._write_cipher = cipher
         self.write_seq = 0
+        if cipher is None:
+            self._write_guard = self._write_rekey_at = SEQ_LIMIT
+        else:
+            limit = min(SEQ_LIMIT, cipher.confidentiality_limit)
+            self._write_guard = limit
+            self._write_rekey_at = key_update_threshold(limit)
+
+    @property
+    def needs_key_update(self) -> bool:
+        """True once the write key has protected enough records that a KeyUpdate should go
+        out now, well before its usage limit (RFC 8446 §5.5); the same name as the DTLS
+        record layer's."""
+        return self.write_seq >= self._write_rekey_at
+
+    @property
+    def records_until_key_update(self) -> int:
+        """Records the write key may protect before :attr:`needs_key_update` turns true."""
+        return max(0, self._write_rekey_at - self.write_seq)
 
     @property
     def read_limit(self) -> int:
@@ -391,6 +433,31 @@ class TLSRecordLayer:
 
     # -- output ------------------------------------------------------------------------------
 
+    def write_application_data(self, data: BytesLike, out: list[bytes]) -> bool | None:
+        """Protect ``data`` as one unpadded application_data record and append it to ``out``.
+
+        The record ``encode(23, data)`` would make, appended as two parts (header, AEAD
+        output) so that a caller joining its queue once copies each record only once.
+        Returns whether the write key now needs a KeyUpdate (:attr:`needs_key_update`), or
+        None, writing nothing, when ``data`` needs more than one record, padding or no key:
+        the caller then uses :meth:`encode`.
+        """
+        cipher = self._write_cipher
+        n = len(data)
+        if cipher is None or self.padding is not None or n >= self._write_limit:
+            return None
+        seq = self.write_seq
+        if seq >= self._write_guard:
+            raise _key_exhausted(self._write_guard)
+        # TLSInnerPlaintext is the data and its type byte (RFC 8446 §5.2).
+        header = _HEADER.pack(_APPDATA, TLS12_VERSION, n + 1 + cipher.tag_len)
+        sealed = cipher.seal(seq, header, b"".join((data, _APPDATA_BYTE)))
+        out.append(header)
+        out.append(sealed)
+        seq += 1
+        self.write_seq = seq
+        return seq >= self._write_rekey_at
+
     def encode(
         self, content_type: int, data: BytesLike, *, legacy_version: int = TLS12_VERSION
     ) -> bytes:
@@ -414,8 +481,8 @@ class TLSRecordLayer:
                 # Fast path, one unpadded application record: TLSInnerPlaintext is the data
                 # and its type byte (RFC 8446 §5.2), built with a single copy.
                 seq = self.write_seq
-                if seq >= SEQ_LIMIT:
-                    raise RecordError(INTERNAL_ERROR, "write sequence number would wrap")
+                if seq >= self._write_guard:
+                    raise _key_exhausted(self._write_guard)
                 header = _HEADER.pack(_APPDATA, TLS12_VERSION, n + 1 + cipher.tag_len)
                 sealed = cipher.seal(seq, header, b"".join((data, _APPDATA_BYTE)))
                 self.write_seq = seq + 1
@@ -466,9 +533,10 @@ class TLSRecordLayer:
         policy = self.padding
         if n <= max_content:
             # One record: the common case, kept free of slicing and loops.
-            if seq >= SEQ_LIMIT:
-                # RFC 8446 §5.3: never wrap; the caller must rekey (KeyUpdate) or close.
-                raise RecordError(INTERNAL_ERROR, "write sequence number would wrap")
+            if seq >= self._write_guard:
+                # RFC 8446 §5.3, §5.5: never wrap, never exceed the key's usage limit; the
+                # caller must rekey (KeyUpdate) or close.
+                raise _key_exhausted(self._write_guard)
             suffix = type_byte if policy is None else _suffix(policy, content_type, n, max_content)
             header = _HEADER.pack(_APPDATA, TLS12_VERSION, n + len(suffix) + cipher.tag_len)
             sealed = cipher.seal(seq, header, b"".join((data, suffix)))
@@ -476,8 +544,8 @@ class TLSRecordLayer:
             return header + sealed
         if content_type == _ALERT:
             raise ValueError("alerts must not be fragmented (RFC 8446 §5.1)")
-        if seq + -(-n // max_content) > SEQ_LIMIT:
-            raise RecordError(INTERNAL_ERROR, "write sequence number would wrap")
+        if seq + -(-n // max_content) > self._write_guard:
+            raise _key_exhausted(self._write_guard)
         tag_len = cipher.tag_len
         parts: list[bytes] = []
         with memoryview(data) as view:

@@ -19,6 +19,7 @@ from records.tls import (
     MAX_PLAINTEXT,
     SEQ_LIMIT,
     TLSRecordLayer,
+    key_update_threshold,
 )
 
 HS = ContentType.handshake
@@ -542,7 +543,8 @@ def test_set_cipher_resets_sequence_numbers() -> None:
 
 
 def test_write_sequence_number_never_wraps() -> None:
-    writer, reader = pair()
+    # ChaCha20-Poly1305: no usage limit below the 64-bit sequence space (RFC 8446 §5.5).
+    writer, reader = pair(SUITES[2])
     writer.write_seq = SEQ_LIMIT - 1
     reader.read_seq = SEQ_LIMIT - 1
     reader.feed(writer.encode(APP, b"last"))
@@ -552,12 +554,68 @@ def test_write_sequence_number_never_wraps() -> None:
         writer.encode(APP, b"one too many")
     assert exc.value.alert == errors.INTERNAL_ERROR
     # Multi-record writes are refused as a whole, before anything is sealed.
-    writer2, _ = pair()
+    writer2, _ = pair(SUITES[2])
     writer2.write_seq = SEQ_LIMIT - 1
     with pytest.raises(RecordError):
         writer2.encode(APP, b"x" * (MAX_PLAINTEXT + 1))
     assert writer2.write_seq == SEQ_LIMIT - 1
     assert writer2.write_cipher is not None and writer2.write_cipher.sealed == 0
+
+
+@pytest.mark.parametrize("suite", [SUITES[0], SUITES[3]], ids=["aes-gcm", "aes-ccm"])
+def test_write_key_usage_limit(suite: tuple[str, int, int]) -> None:
+    """RFC 8446 §5.5: needs_key_update turns true at 3/4 of the confidentiality limit, and
+    the key refuses to protect a record past the limit, whichever write path is used."""
+    writer, reader = pair(suite)
+    cipher = writer.write_cipher
+    assert cipher is not None
+    limit = cipher.confidentiality_limit
+    assert limit == (int(2**24.5) if suite[0] == "AES-GCM" else 1 << 23)
+    writer.write_seq = key_update_threshold(limit) - 1
+    assert not writer.needs_key_update and writer.records_until_key_update == 1
+    out: list[bytes] = []
+    assert writer.write_application_data(b"a", out) is True
+    assert writer.needs_key_update and writer.records_until_key_update == 0
+    reader.read_seq = writer.write_seq - 1
+    reader.feed(b"".join(out))
+    assert reader.read_record() == (APP, b"a")
+    writer.write_seq = limit - 1
+    writer.encode(APP, b"last")
+    for attempt in (
+        lambda: writer.encode(APP, b"x"),
+        lambda: writer.encode(HS, b"x"),
+        lambda: writer.write_application_data(b"x", out),
+    ):
+        with pytest.raises(RecordError) as exc:
+            attempt()
+        assert exc.value.alert == errors.INTERNAL_ERROR
+    assert writer.write_seq == limit
+    # A new key starts over.
+    writer.set_write_cipher(make_cipher(suite, seed=2))
+    assert not writer.needs_key_update and writer.write_seq == 0
+
+
+def test_write_application_data_matches_encode() -> None:
+    a, reader = pair()
+    b, _ = pair()
+    out: list[bytes] = []
+    for size in (0, 1, 64, MAX_PLAINTEXT):
+        assert a.write_application_data(bytes(size), out) is False
+        assert b"".join(out[-2:]) == b.encode(APP, bytes(size))
+    # More than one record, padding or no key: left to encode().
+    assert a.write_application_data(bytes(MAX_PLAINTEXT + 1), out) is None
+    assert TLSRecordLayer().write_application_data(b"x", out) is None
+    padded, _ = pair()
+    padded.padding = lambda content_type, size: 3
+    assert padded.write_application_data(b"x", out) is None
+    assert len(out) == 8
+    reader.feed(b"".join(out))
+    assert [reader.read_record() for _ in range(4)] == [
+        (APP, b""),
+        (APP, bytes(1)),
+        (APP, bytes(64)),
+        (APP, bytes(MAX_PLAINTEXT)),
+    ]
 
 
 def test_read_sequence_number_never_wraps() -> None:
