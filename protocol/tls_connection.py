@@ -105,6 +105,9 @@ class TLSConnection:
     is_client: bool
     # A client's ClientHello is produced on first use (see TLSClientConnection.start).
     _started = True
+    # Records each new write key may protect, when below the AEAD's own limit (RFC 8446
+    # §5.5; records/aead.py): lets a test drive a connection through automatic KeyUpdates.
+    _confidentiality_limit: int | None = None
 
     def __init__(
         self,
@@ -473,6 +476,10 @@ class TLSConnection:
             self._update_fast_receive()
         else:
             self._flush_handshake()
+            if self._confidentiality_limit is not None:
+                cipher.confidentiality_limit = min(
+                    cipher.confidentiality_limit, self._confidentiality_limit
+                )
             self._records.set_write_cipher(cipher)
             self._write_epoch = action.epoch
         if self._keylog is not None and action.log_label:
