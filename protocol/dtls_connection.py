@@ -456,6 +456,11 @@ class DTLSConnection:
 
     def _handle_ack(self, record: DTLSRecord) -> None:
         numbers = decode_ack(record.payload)
+        if numbers and max(n.epoch for n in numbers) > record.epoch:
+            # RFC 9147 §7.2 (bis): an ACK never names an epoch above its own record's.
+            raise HandshakeError(
+                AlertDescription.illegal_parameter, "ACK names a record of a later epoch"
+            )
         for flight in self._live_flights():
             flight.acknowledge(numbers)
             # An ACK of part of a flight leaves the rest to the retransmission timer, which

@@ -184,3 +184,17 @@ def test_many_handshakes_at_30_percent_loss(pki_dir: Path) -> None:
     assert outcomes["established"] >= 1900, outcomes  # 6 retransmissions rarely all fail
     assert retransmissions > 100  # the loss was real and recovered from
     assert replays > 0  # duplicated datagrams were caught by the replay window
+
+
+def test_ack_naming_a_later_epoch_is_illegal(pki_dir: Path) -> None:
+    # RFC 9147 §7.2 (bis): every record number in an ACK has an epoch ≤ the ACK's own.
+    from records.record_numbers import RecordNumber, encode_ack
+
+    sim = simulation(pki_dir)
+    assert sim.run_until(lambda: established(sim), limit=30)
+    layer = sim.client._layer
+    _, record = layer.encode_record(26, encode_ack([RecordNumber(layer.write_epoch + 1, 0)]))
+    sim.client._out.append(record)
+    sim.run(until=1)
+    failed = sim.of("server", ConnectionFailed)
+    assert failed and failed[0].alert == 47  # illegal_parameter
