@@ -346,3 +346,30 @@ def test_wolfssl_client_our_server(
         assert max(ours_sizes) <= scenario.mtu, sizes
         assert max(theirs) <= scenario.mtu, sizes
         assert len(ours_sizes) > 4, sizes  # our certificate flight was fragmented
+
+
+def test_wolfssl_refuses_request_connection_id(peer_pki: Path, processes: Processes) -> None:
+    """PEER LIMIT (wolfSSL 5.9.2): with CIDs negotiated it implements no RFC 9147 §9 message
+    (its HandShakeType enum has no request_connection_id/new_connection_id): our
+    RequestConnectionId ends the association with unexpected_message ("Sanity Check on
+    message order"). Recorded here so a wolfSSL that starts answering is noticed; we send
+    these messages only when the application asks (SPEC_NOTES D16)."""
+    from protocol.config import ClientConfig
+    from protocol.errors import ProtocolError
+    from protocol.transport_udp import connect
+
+    server, port = start_wolfssl_server(
+        processes, wolfssl("wolfssl"), peer_pki, ["--cid", "srvcid01", "-d", "-i"]
+    )
+    config = ClientConfig(server_name="localhost", cafile=peer_pki / "ca.pem", cid_length=8)
+    with connect("127.0.0.1", port, config, timeout=PEER_TIMEOUT) as dtls:
+        assert dtls.connection.cid_sent == b"srvcid01"
+        dtls.connection.request_connection_ids(2)
+        with pytest.raises(ProtocolError) as failure:
+            dtls.send(b"hello\n")
+            dtls.recv()
+        assert failure.value.alert is not None
+        assert failure.value.alert.name == "unexpected_message", failure.value
+        assert failure.value.by_peer
+    server.finish(2.0)
+    assert "Sanity Check on message order" in server.output(), server.output()[-2000:]
