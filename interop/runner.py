@@ -342,6 +342,9 @@ def run_matrix(options: Options) -> tuple[list[CellResult], dict[str, str], floa
     free_slots = list(range(max(1, options.jobs)))
     slot_uses = dict.fromkeys(free_slots, 0)
     running: dict[int, tuple[Any, Connection, Job, int, float]] = {}
+    # A cell killed at its hard limit runs once more (a hung peer on a loaded machine, like
+    # the in-cell retry), its first timeout kept in the detail: cell id -> that detail.
+    timed_out: dict[str, str] = {}
     while queue or running:
         while queue and free_slots:
             job = queue.pop(0)
@@ -377,16 +380,29 @@ def run_matrix(options: Options) -> tuple[list[CellResult], dict[str, str], floa
                     )
             elif now > deadline:
                 _kill(pid, run_dir / job.cell_id)
+                detail = f"cell timed out after {_deadline(job, options):.0f} s"
+                if job.cell_id not in timed_out:
+                    timed_out[job.cell_id] = detail
+                    process.join(5)
+                    conn.close()
+                    del running[pid]
+                    free_slots.append(slot)
+                    queue.insert(0, job)
+                    continue
                 result = CellResult(
                     job.scenario.name,
                     job.peer,
                     job.role,
                     "fail",
-                    f"cell timed out after {_deadline(job, options):.0f} s",
+                    detail,
                     _deadline(job, options),
                 )
             if result is None:
                 continue
+            if job.cell_id in timed_out:
+                result = replace(
+                    result, detail=f"{result.detail} (first try: {timed_out[job.cell_id]})"
+                )
             _kill(pid, run_dir / job.cell_id)  # leftovers of a finished cell, if any
             process.join(5)
             conn.close()
