@@ -9,6 +9,7 @@ sends two small stateful tickets (~79 bytes each: two extra AEAD records) after 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from .fixtures import OPENSSL_GROUPS, SERVER_NAME, Pki, Scenario, server_hello_choice
@@ -32,7 +33,7 @@ def version() -> str:
     return raw.decode()
 
 
-def _context(pki: Pki, scenario: Scenario, server: bool) -> Any:
+def _context(pki: Pki, scenario: Scenario, server: bool, *, tickets: bool = False) -> Any:
     if SSL is None or _lib is None:
         raise Unavailable("pyOpenSSL not installed")
     group = OPENSSL_GROUPS.get(scenario.group)
@@ -45,8 +46,9 @@ def _context(pki: Pki, scenario: Scenario, server: bool) -> Any:
     if server:
         ctx.use_certificate_chain_file(str(pki.server_cert))
         ctx.use_privatekey_file(str(pki.server_key))
-        ctx.set_options(SSL.OP_NO_TICKET)
-        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        if not tickets:
+            ctx.set_options(SSL.OP_NO_TICKET)
+            ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         if scenario.mutual:
             ctx.load_verify_locations(str(pki.ca))
             ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, None)
@@ -123,6 +125,41 @@ def handshake_runner(pki: Pki, scenario: Scenario) -> Runner:
     if client.get_cipher_name() != scenario.suite:
         notes.append(f"negotiated {client.get_cipher_name()}")
     return Runner(run, negotiated=negotiated, notes=notes)
+
+
+def resumed_handshake_runner(pki: Pki) -> Runner:
+    """Resumed handshakes (stateless ticket, psk_dhe_ke, x25519): the session of one full
+    handshake is offered by every client (``set_session``); ``SSL_session_reused`` is
+    checked. The server sends OpenSSL's default two tickets on each (not settable here)."""
+    scenario = Scenario()
+    client_ctx = _context(pki, scenario, server=False)
+    server_ctx = _context(pki, scenario, server=True, tickets=True)
+    client, server = _pair(client_ctx, server_ctx)
+    _handshake(client, server)
+    assert SSL is not None and _lib is not None
+    # the client takes the NewSessionTickets in with its first read
+    with contextlib.suppress(SSL.WantReadError):
+        client.recv(1)
+    session = client.get_session()
+    if session is None:
+        raise RuntimeError("pyOpenSSL: no session")
+
+    def resumed() -> tuple[Any, Any, bytes]:
+        client, server = _pair(client_ctx, server_ctx)
+        client.set_session(session)
+        return client, server, _handshake(client, server)
+
+    def run(n: int) -> float:
+        start = clock()
+        for _ in range(n):
+            resumed()
+        return clock() - start
+
+    client, server, first = resumed()
+    if not (_lib.SSL_session_reused(client._ssl) and _lib.SSL_session_reused(server._ssl)):
+        raise RuntimeError("pyOpenSSL did not resume the session")
+    notes = ["server sends 2 stateless tickets per handshake (num_tickets not settable)"]
+    return Runner(run, negotiated=server_hello_choice(first), notes=notes)
 
 
 def bulk_runner(pki: Pki, suite: str, record_size: int) -> Runner:

@@ -11,6 +11,7 @@ The server sends no session tickets (``num_tickets = 0``), as ours sends none.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import ssl
@@ -77,10 +78,17 @@ def contexts(pki: Pki, scenario: Scenario) -> tuple[ssl.SSLContext, ssl.SSLConte
 class _Pair:
     __slots__ = ("c_in", "c_out", "client", "s_in", "s_out", "server")
 
-    def __init__(self, client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        client_ctx: ssl.SSLContext,
+        server_ctx: ssl.SSLContext,
+        session: ssl.SSLSession | None = None,
+    ) -> None:
         self.c_in, self.c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.s_in, self.s_out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.client = client_ctx.wrap_bio(self.c_in, self.c_out, server_hostname=SERVER_NAME)
+        self.client = client_ctx.wrap_bio(
+            self.c_in, self.c_out, server_hostname=SERVER_NAME, session=session
+        )
         self.server = server_ctx.wrap_bio(self.s_in, self.s_out, server_side=True)
 
     def handshake(self) -> bytes:
@@ -126,6 +134,36 @@ def handshake_runner(pki: Pki, scenario: Scenario) -> Runner:
     if cipher is None or cipher[0] != scenario.suite:
         notes.append(f"suite not pinned: negotiated {cipher[0] if cipher else '?'}")
     return Runner(run, negotiated=negotiated, notes=notes)
+
+
+def resumed_handshake_runner(pki: Pki) -> Runner:
+    """Resumed handshakes (ticket, psk_dhe_ke, x25519): one full handshake with
+    ``num_tickets = 1`` yields the session, then the server context issues none
+    (``num_tickets = 0``) and every client offers that session (``session=``). OpenSSL's
+    tickets are reusable by default. ``session_reused`` is checked."""
+    client_ctx, server_ctx = contexts(pki, Scenario())
+    server_ctx.num_tickets = 1
+    pair = _Pair(client_ctx, server_ctx)
+    pair.handshake()
+    # the client takes the NewSessionTicket in with its first read
+    with contextlib.suppress(ssl.SSLWantReadError):
+        pair.client.read(1)
+    session = pair.client.session
+    if session is None or not session.has_ticket:
+        raise RuntimeError("OpenSSL issued no ticket")
+    server_ctx.num_tickets = 0
+
+    def run(n: int) -> float:
+        start = clock()
+        for _ in range(n):
+            _Pair(client_ctx, server_ctx, session).handshake()
+        return clock() - start
+
+    pair = _Pair(client_ctx, server_ctx, session)
+    negotiated = server_hello_choice(pair.handshake())
+    if not (pair.client.session_reused and pair.server.session_reused):
+        raise RuntimeError("OpenSSL did not resume the session")
+    return Runner(run, negotiated=negotiated)
 
 
 def bulk_runner(pki: Pki, suite: str, record_size: int) -> Runner:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
+from handshake.psk import Session
+from handshake.tickets import TicketKeyRing
 from protocol.config import ClientConfig, ServerConfig
 from protocol.dtls_connection import IP_UDP_OVERHEAD, DTLSClientConnection, DTLSServerConnection
 from protocol.dtls_server import DTLSServer
-from protocol.events import ApplicationData
+from protocol.events import ApplicationData, Event, SessionTicketReceived
 from protocol.tls_connection import TLSClientConnection, TLSServerConnection
 
 from .fixtures import SERVER_NAME, Pki, Scenario, server_hello_choice
@@ -60,10 +63,16 @@ def configs(
 
 
 def tls_handshake(
-    client_config: ClientConfig, server_config: ServerConfig, now: float
+    client_config: ClientConfig,
+    server_config: ServerConfig,
+    now: float,
+    *,
+    session: Session | None = None,
+    client_events: list[Event] | None = None,
 ) -> tuple[TLSClientConnection, TLSServerConnection, bytes]:
-    """One full handshake; returns both ends and the server's first flight."""
-    client = TLSClientConnection(client_config)
+    """One handshake (resumed when ``session`` is given); returns both ends and the server's
+    first flight. The client's events go to ``client_events`` when given."""
+    client = TLSClientConnection(client_config, session=session)
     server = TLSServerConnection(server_config)
     first = b""
     while True:
@@ -74,7 +83,9 @@ def tls_handshake(
         if to_client:
             if not first:
                 first = to_client
-            client.receive_data(to_client, now)
+            events = client.receive_data(to_client, now)
+            if client_events is not None:
+                client_events += events
         if not to_server and not to_client:
             break
     if client.state != "connected" or server.state != "connected":
@@ -93,6 +104,47 @@ def handshake_runner(pki: Pki, scenario: Scenario) -> Runner:
         return clock() - start
 
     _, _, first = tls_handshake(client_config, server_config, time.time())
+    return Runner(run, negotiated=server_hello_choice(first))
+
+
+def resumption_configs(
+    pki: Pki, **common: object
+) -> tuple[ClientConfig, ServerConfig, ServerConfig]:
+    """The client, a server that issues one ticket per handshake, and a server with the same
+    ticket keys that issues none: resumed handshakes are timed against the latter, as
+    OpenSSL's are with ``num_tickets = 0``."""
+    ring = TicketKeyRing()
+    client, issuing = configs(pki, Scenario(), server_extra={"ticket_keys": ring}, **common)
+    issuing = replace(issuing, tickets=1)
+    return client, issuing, replace(issuing, tickets=0)
+
+
+def first_session(sessions: list[Event]) -> Session:
+    for event in sessions:
+        if isinstance(event, SessionTicketReceived):
+            return event.session
+    raise RuntimeError("the server issued no ticket")
+
+
+def resumed_handshake_runner(pki: Pki) -> Runner:
+    """TLS 1.3 resumed handshakes (ticket, psk_dhe_ke, x25519); every one offers the ticket of
+    one full handshake (reusable: single-use tickets are off, as in OpenSSL by default)."""
+    client_config, issuing, resuming = resumption_configs(pki)
+    now = time.time()
+    events: list[Event] = []
+    tls_handshake(client_config, issuing, now, client_events=events)
+    session = first_session(events)
+
+    def run(n: int) -> float:
+        start = clock()
+        for _ in range(n):
+            tls_handshake(client_config, resuming, now, session=session)
+        return clock() - start
+
+    client, _, first = tls_handshake(client_config, resuming, now, session=session)
+    parameters = client.parameters
+    if parameters is None or not parameters.resumed or parameters.psk_mode != "psk_dhe_ke":
+        raise RuntimeError("the handshake did not resume with psk_dhe_ke")
     return Runner(run, negotiated=server_hello_choice(first))
 
 
@@ -157,17 +209,25 @@ class DTLSHandshake:
     datagram is in flight, time jumps to the next timer (a retransmission or a delayed ACK)
     instead of sleeping. ``retransmissions`` counts what that cost."""
 
-    def __init__(self, client_config: ClientConfig, server_config: ServerConfig) -> None:
+    def __init__(
+        self,
+        client_config: ClientConfig,
+        server_config: ServerConfig,
+        session: Session | None = None,
+    ) -> None:
         self.client_config = client_config
         self.server_config = server_config
+        self.session = session  # offered by every client (resumption)
+        self.client_events: list[Event] | None = None  # collects the client's events if set
         self.retransmissions = 0
         self.timer_jumps = 0.0  # virtual seconds skipped waiting for timers
 
     def run_one(
         self, server: DTLSServer | SingleAssociation, address: Address, now: float
     ) -> DTLSClientConnection:
-        client = DTLSClientConnection(self.client_config)
+        client = DTLSClientConnection(self.client_config, session=self.session)
         client.start(now)
+        events = self.client_events
         start_now = now
         for _ in range(_MAX_ROUNDS):
             moved = False
@@ -176,7 +236,9 @@ class DTLSHandshake:
                 server.receive_datagram(address, datagram, now)
             for _to, datagram in server.datagrams_to_send(now):
                 moved = True
-                client.receive_datagram(datagram, now)
+                received = client.receive_datagram(datagram, now)
+                if events is not None:
+                    events += received
             if moved:
                 continue
             conn = server.connection_for(address)
@@ -259,4 +321,37 @@ def dtls_bulk_runner(pki: Pki, datagram_size: int, chunk: int = 16384) -> Runner
         info["datagrams_per_chunk"] = datagrams / n
         return elapsed
 
+    return Runner(run, info=info)
+
+
+def dtls_resumed_handshake_runner(pki: Pki) -> Runner:
+    """DTLS 1.3 resumed handshakes (ticket, psk_dhe_ke, x25519, cookie exchange on, as in
+    the full cookie row), each against a fresh DTLSServer sharing the ticket keys."""
+    client_config, issuing, resuming = resumption_configs(pki)
+    address = ("127.0.0.1", 40002)
+    first = DTLSHandshake(client_config, issuing)
+    first.client_events = []
+    first.run_one(DTLSServer(issuing), address, time.time())
+    session = first_session(first.client_events)
+    if not session.dtls:
+        raise RuntimeError("a TLS ticket came back from a DTLS handshake")
+    driver = DTLSHandshake(client_config, resuming, session)
+    info: dict[str, object] = {}
+    count = 0
+
+    def run(n: int) -> float:
+        nonlocal count
+        now = time.time()
+        start = clock()
+        for _ in range(n):
+            driver.run_one(DTLSServer(resuming), address, now)
+        elapsed = clock() - start
+        count += n
+        info["retransmissions_per_handshake"] = round(driver.retransmissions / count, 3)
+        return elapsed
+
+    client = driver.run_one(DTLSServer(resuming), address, time.time())
+    parameters = client.parameters
+    if parameters is None or not parameters.resumed or parameters.psk_mode != "psk_dhe_ke":
+        raise RuntimeError("the DTLS handshake did not resume with psk_dhe_ke")
     return Runner(run, info=info)

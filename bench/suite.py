@@ -34,7 +34,6 @@ IMPL_TITLES = {
     "pyopenssl": "OpenSSL (pyOpenSSL)",
     "tlslite": "tlslite-ng",
 }
-RESUMPTION_NA = "n/a: resumption not implemented yet"
 
 HANDSHAKE_SCENARIOS = {
     "handshake.tls13.x25519": ("x25519 + ECDSA P-256", Scenario("x25519")),
@@ -226,16 +225,47 @@ class Bench:
                 floor_row.errors["floor"] = row.errors.pop("floor")
             if floor is not None and floor_figure is not None:
                 self._floor_overheads(floor_row, floor, floor_figure, row)
-        self.add(
+        self.resumed_handshakes()
+
+    def resumed_handshakes(self) -> None:
+        """Resumed TLS handshakes beside OpenSSL's, with our full x25519 handshake measured
+        interleaved as the reference for resumption's gain."""
+        row_id = "handshake.tls13.resumed"
+        if not self.wanted(row_id):
+            return
+        row = self.add(
             Row(
-                "handshake.tls13.resumed",
+                row_id,
                 "handshake",
-                "TLS 1.3 resumed handshake (PSK + ECDHE)",
+                "TLS 1.3 resumed handshake (ticket, psk_dhe_ke, x25519)",
                 "hs/s",
-                label="resumed (PSK + ECDHE)",
-                status="n/a",
-                reason=RESUMPTION_NA,
+                label="resumed (ticket, psk_dhe_ke, x25519)",
             )
+        )
+        expect = (SUITES[DEFAULT_SUITE][1], GROUP_CODES["x25519"])
+        runners: dict[str, Runner] = {}
+        jobs: dict[str, Job] = {}
+        for impl, module in (("ours", ours), ("openssl", openssl_ssl), ("pyopenssl", openssl_py)):
+            runner = self._prepare(
+                row, impl, functools.partial(module.resumed_handshake_runner, self.pki), expect
+            )
+            if runner is not None:
+                runners[impl] = runner
+                jobs[impl] = Job(runner.run, quick_count=5)
+        row.unavailable["tlslite"] = "not measured: tlslite-ng resumption is not driven here"
+        full = self._prepare(
+            row, "full_reference", functools.partial(ours.handshake_runner, self.pki, Scenario())
+        )
+        if full is not None:
+            jobs["full_reference"] = Job(full.run, quick_count=5)
+        self._measure(row, jobs, runners)
+        self._reference(
+            row, row.results.pop("full_reference", None), "our_full_x25519", "ratio_to_our_full"
+        )
+        row.notes.append(
+            "one full handshake issues a ticket; every resumed handshake offers it and the "
+            "server issues none (OpenSSL: num_tickets = 0; pyOpenSSL cannot set it); "
+            "ratio_to_our_full against our full x25519 handshakes measured interleaved"
         )
 
     def _floor(self, row: Row, scenario: Scenario) -> floor_mod.Floor | None:
@@ -276,14 +306,16 @@ class Bench:
         )
         self.progress(f"  {row.id:34} floor {floor_figure.median:10.1f} us")
 
-    def _reference(self, row: Row, reference: Figure | None, name: str) -> None:
-        """Our TLS figure measured interleaved with this DTLS row: the ratio compares runs
+    def _reference(
+        self, row: Row, reference: Figure | None, name: str, ratio: str = "ratio_to_our_tls"
+    ) -> None:
+        """Another figure of ours measured interleaved with this row: the ratio compares runs
         that saw the same machine."""
         mine = row.results.get("ours")
         if reference is None or mine is None:
             return
         row.info[name] = reference.to_json()
-        row.info["ratio_to_our_tls"] = mine.median / reference.median
+        row.info[ratio] = mine.median / reference.median
 
     def dtls_handshakes(self) -> None:
         tls = functools.partial(ours.handshake_runner, self.pki, Scenario())
@@ -308,15 +340,44 @@ class Bench:
                 "virtual clock: a retransmission timer that fires costs its CPU, not its wait; "
                 "ratio_to_our_tls against our TLS x25519 handshakes measured interleaved"
             )
-        self.add(
+        if not self.wanted("handshake.dtls13.resumed"):
+            return
+        row = self.add(
             Row(
                 "handshake.dtls13.resumed",
                 "dtls",
-                "DTLS 1.3 resumed handshake",
+                "DTLS 1.3 resumed handshake (ticket, psk_dhe_ke, x25519), cookie exchange on",
                 "hs/s",
-                status="n/a",
-                reason=RESUMPTION_NA,
             )
+        )
+        runner = self._prepare(
+            row, "ours", functools.partial(ours.dtls_resumed_handshake_runner, self.pki)
+        )
+        tls_resumed = self._prepare(
+            row, "tls_reference", functools.partial(ours.resumed_handshake_runner, self.pki)
+        )
+        dtls_full = self._prepare(
+            row,
+            "full_reference",
+            functools.partial(ours.dtls_handshake_runner, self.pki, cookie=True),
+        )
+        if runner is not None and tls_resumed is not None and dtls_full is not None:
+            jobs = {
+                "ours": Job(runner.run, quick_count=5),
+                "tls_reference": Job(tls_resumed.run, quick_count=5),
+                "full_reference": Job(dtls_full.run, quick_count=5),
+            }
+            self._measure(row, jobs, {"ours": runner})
+            self._reference(row, row.results.pop("tls_reference", None), "our_tls_resumed")
+            self._reference(
+                row,
+                row.results.pop("full_reference", None),
+                "our_dtls_full_cookie",
+                "ratio_to_our_full",
+            )
+        row.notes.append(
+            "ratio_to_our_tls against our TLS resumed handshakes, ratio_to_our_full against "
+            "our full DTLS handshakes (cookie on), both measured interleaved"
         )
 
     def bulk(self) -> None:
