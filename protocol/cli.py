@@ -450,32 +450,47 @@ def run_tls_client(
         phase = "data"
         if args.verbose:
             print(f"connected: {parameters_line(outcome.handshake)}", file=sys.stderr)
-        out = sys.stdout.buffer
-        tls.settimeout(args.timeout)
-        peer_closed = _send_interleaved(tls, _resend_early_data(outcome, payload), out)
-        if args.key_update and not peer_closed:
-            tls.key_update(request=True)
-        while not peer_closed:
-            try:
-                data = tls.recv()
-            except TimeoutError:
-                break  # idle: the peer has nothing more to say
-            if not data:
-                break  # close_notify
-            out.write(data)
-            out.flush()
-        tls.close()
+        _exchange(tls, args, _resend_early_data(outcome, payload), _send_interleaved)
     except BaseException as exc:
         if tls is not None:
             tls.close()
         raise _PhaseError(exc, phase) from exc
     finally:
         if tls is not None:
-            conn = tls.connection
-            outcome.bytes_sent = conn.bytes_sent
-            outcome.bytes_received = conn.bytes_received
-            outcome.key_updates_sent = tls.key_updates_sent
-            outcome.key_updates_received = tls.key_updates_received
+            _count(outcome, tls)
+
+
+def _exchange(
+    sock: TLSSocket | DTLSSocket,
+    args: argparse.Namespace,
+    payload: bytes,
+    send_interleaved: Callable[[Any, bytes, BinaryIO], bool],
+) -> None:
+    """The data phase shared by TLS and DTLS: send (printing what comes back meanwhile),
+    KeyUpdate if asked, print until close_notify or idle, then close_notify."""
+    out = sys.stdout.buffer
+    sock.settimeout(args.timeout)
+    peer_closed = send_interleaved(sock, payload, out)
+    if args.key_update and not peer_closed:
+        sock.key_update(request=True)
+    while not peer_closed:
+        try:
+            data = sock.recv()
+        except TimeoutError:
+            break  # idle (DTLSTimeoutError, a dead association, is not a TimeoutError)
+        if not data:
+            break  # close_notify
+        out.write(data)
+        out.flush()
+    sock.close()
+
+
+def _count(outcome: ClientOutcome, sock: TLSSocket | DTLSSocket) -> None:
+    conn = sock.connection
+    outcome.bytes_sent = conn.bytes_sent
+    outcome.bytes_received = conn.bytes_received
+    outcome.key_updates_sent = sock.key_updates_sent
+    outcome.key_updates_received = sock.key_updates_received
 
 
 def _send_interleaved(tls: TLSSocket, payload: bytes, out: BinaryIO) -> bool:
@@ -558,32 +573,14 @@ def run_dtls_client(
         if args.verbose:
             line = f"{parameters_line(outcome.handshake)} {dtls_line(dtls_fields(dtls))}"
             print(f"connected: {line}", file=sys.stderr)
-        out = sys.stdout.buffer
-        dtls.settimeout(args.timeout)
-        peer_closed = _send_dtls_interleaved(dtls, _resend_early_data(outcome, payload), out)
-        if args.key_update and not peer_closed:
-            dtls.key_update(request=True)
-        while not peer_closed:
-            try:
-                data = dtls.recv()
-            except TimeoutError:
-                break  # idle (DTLSTimeoutError, a dead association, is not a TimeoutError)
-            if not data:
-                break  # close_notify
-            out.write(data)
-            out.flush()
-        dtls.close()
+        _exchange(dtls, args, _resend_early_data(outcome, payload), _send_dtls_interleaved)
     except BaseException as exc:
         if dtls is not None:
             dtls.close()
         raise _PhaseError(exc, phase) from exc
     finally:
         if dtls is not None:
-            conn = dtls.connection
-            outcome.bytes_sent = conn.bytes_sent
-            outcome.bytes_received = conn.bytes_received
-            outcome.key_updates_sent = dtls.key_updates_sent
-            outcome.key_updates_received = dtls.key_updates_received
+            _count(outcome, dtls)
             outcome.extra.update(dtls_fields(dtls))
 
 
