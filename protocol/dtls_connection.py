@@ -48,7 +48,12 @@ from .config import ClientConfig, ServerConfig
 from .dtls_cids import CID_IMMEDIATE, CID_SPARE, ConnectionIds
 from .dtls_cookie import CookieSealer, HelloCollector, address_bytes
 from .dtls_flight import Flight, FlightState, Fragment
-from .dtls_fragments import FragmentError, HandshakeReassembler, fragment_message
+from .dtls_fragments import (
+    MAX_MESSAGE_SEQ,
+    FragmentError,
+    HandshakeReassembler,
+    fragment_message,
+)
 from .errors import ConnectionStateError, ProtocolError
 from .events import (
     AlertReceived,
@@ -235,6 +240,7 @@ class DTLSConnection:
             raise ConnectionStateError("KeyUpdate needs an open, established connection")
         if self._key_update_outstanding():
             raise ConnectionStateError("the previous KeyUpdate is not acknowledged yet (§8)")
+        self._check_message_seq_left()
         self._apply(self._hs.request_key_update(request_peer_update), self._now)
         self._events.append(KeyUpdated("send", request_peer_update, self._layer.write_epoch + 1))
 
@@ -430,6 +436,14 @@ class DTLSConnection:
             raise ConnectionStateError(f"{name} needs an open, established connection")
         if self._outstanding(msg_type):
             raise ConnectionStateError(f"the previous {name} is not acknowledged yet (§5.8.4)")
+        self._check_message_seq_left()
+
+    def _check_message_seq_left(self) -> None:
+        if self._send_seq > MAX_MESSAGE_SEQ:
+            raise ConnectionStateError(
+                "message_seq is exhausted: only a new association can send handshake messages "
+                "(RFC 9147 §5.2)"
+            )
 
     def _outstanding(self, msg_type: int) -> bool:
         return any(_carries(f, msg_type) for f in self._post_flights if not f.complete)
@@ -598,6 +612,12 @@ class DTLSConnection:
             self._send_flight(self._now if now is None else now)
 
     def _queue_message(self, action: SendMessage) -> None:
+        if self._send_seq > MAX_MESSAGE_SEQ:
+            # RFC 9147 §5.2 (bis): message_seq never wraps; the association ends instead
+            # (here only when the peer makes us answer, e.g. a KeyUpdate's update_requested).
+            raise HandshakeError(
+                AlertDescription.internal_error, "message_seq exhausted: association ended"
+            )
         flight = self._new_flight
         if flight is None:
             flight = Flight(

@@ -230,3 +230,22 @@ def test_key_update_requested_before_the_integrity_limit(pki_dir: Path) -> None:
     sim.run(until=2)
     assert data_of(sim, "client")[-1] == b"on fresh keys"
     assert len([e for e in sim.of("client", KeyUpdated) if e.direction == "send"]) == 1
+
+
+def test_message_seq_never_wraps(pki_dir: Path) -> None:
+    # RFC 9147 §5.2 (bis): past message_seq 65535 no handshake message can be sent.
+    from protocol.dtls_fragments import MAX_MESSAGE_SEQ
+
+    sim = connected(pki_dir)
+    server_conn = sim.server.connections[0]
+    sim.client._send_seq = MAX_MESSAGE_SEQ + 1
+    for call in (sim.client.key_update, lambda: sim.client.request_connection_ids(1)):
+        with pytest.raises(ConnectionStateError, match="message_seq"):
+            call()
+    sim.client.send_data(b"application data still flows")
+    sim.run(until=1)
+    assert data_of(sim, "server") == [b"application data still flows"]
+    server_conn.key_update(request_peer_update=True)  # an answer we cannot give
+    sim.run(until=2)
+    failed = sim.of("client", ConnectionFailed)
+    assert failed and failed[0].alert == AlertDescription.internal_error
