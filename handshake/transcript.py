@@ -71,6 +71,17 @@ class Transcript:
             raise RuntimeError("transcript hash requested before set_hash()")
         return self._hash.copy().digest()
 
+    def copy(self) -> Transcript:
+        """An independent transcript from here on: post-handshake authentication hashes the
+        handshake's transcript followed by its own messages (RFC 8446 §4.4.1, §4.6.2)."""
+        if self._hash is None:
+            raise RuntimeError("transcript copied before set_hash()")
+        other = Transcript()
+        other._hash_name = self._hash_name
+        other._hash = self._hash.copy()
+        other._count = self._count
+        return other
+
     def restart_with_message_hash(self) -> None:
         """§4.4.1: replace ClientHello1 by message_hash || 00 00 Hash.length || Hash(ClientHello1).
 
