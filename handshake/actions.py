@@ -123,6 +123,23 @@ class EarlyDataDecision:
     max_size: int
 
 
+@dataclass(frozen=True, slots=True)
+class ClientAuthenticated:
+    """Server: the client answered our post-handshake CertificateRequest (RFC 8446 §4.6.2);
+    an empty ``chain`` means it declined and the request did not require a certificate."""
+
+    context: bytes
+    chain: tuple[x509.Certificate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRequested:
+    """Client: we answered a post-handshake CertificateRequest (RFC 8446 §4.6.2)."""
+
+    context: bytes
+    certificate_sent: bool
+
+
 Action = (
     SendMessage
     | SendChangeCipherSpec
@@ -133,4 +150,6 @@ Action = (
     | ConnectionIdNegotiated
     | NewSession
     | EarlyDataDecision
+    | ClientAuthenticated
+    | CertificateRequested
 )

@@ -71,6 +71,7 @@ from .messages import (
     ServerHello,
     encode_message,
 )
+from .post_handshake_auth import answer_request
 from .psk import (
     MAX_TICKET_LIFETIME,
     PSK_DHE_KE,
@@ -332,11 +333,7 @@ class ClientHandshake:
             if isinstance(message, KeyUpdate):
                 return self._on_key_update(message)
             if isinstance(message, CertificateRequest):
-                # RFC 8446 §4.6.2: only if we sent post_handshake_auth, which we never do.
-                raise HandshakeError(
-                    AlertDescription.unexpected_message,
-                    "post-handshake CertificateRequest without post_handshake_auth",
-                )
+                return self._on_post_handshake_request(message, raw)
         raise unexpected(message, state.value)
 
     # -- ClientHello ------------------------------------------------------------------------
@@ -368,6 +365,8 @@ class ClientHandshake:
             # tickets at all (mbedTLS does not), so it is always sent.
             psk_key_exchange_modes=tuple(cfg.psk_modes),
             early_data=self._early_in_hello,
+            # RFC 8446 §4.2.6; DTLS would need a state machine per request (RFC 9147 §5.8.4).
+            post_handshake_auth=cfg.post_handshake_auth and not self.dtls,
             pre_shared_key=psks,
         )
 
@@ -764,6 +763,23 @@ class ClientHandshake:
             dtls=self.dtls,
         )
         return [NewSession(session)]
+
+    def _on_post_handshake_request(self, request: CertificateRequest, raw: bytes) -> list[Action]:
+        if not self.config.post_handshake_auth or self.dtls:
+            # RFC 8446 §4.6.2: only a client that sent post_handshake_auth may get one.
+            raise HandshakeError(
+                AlertDescription.unexpected_message,
+                "post-handshake CertificateRequest without post_handshake_auth",
+            )
+        assert self._schedule is not None and self.application_keys is not None
+        return answer_request(
+            request,
+            raw,
+            config=self.config,
+            base=self._transcript,  # ends with our Finished: nothing is added after it
+            schedule=self._schedule,
+            keys=self.application_keys,
+        )
 
     def _on_key_update(self, message: KeyUpdate) -> list[Action]:
         assert self.application_keys is not None

@@ -75,6 +75,7 @@ class HandshakeConfig:
     compatibility_mode: bool = True  # RFC 8446 §D.4; forced off for DTLS (RFC 9147 §5)
     session: Session | None = None  # a ticket to resume with (RFC 8446 §4.6.1)
     external_psk: ExternalPsk | None = None  # offered after the ticket, if both
+    post_handshake_auth: bool = False  # RFC 8446 §4.2.6 (TLS only): answer later requests
     # server only
     require_client_certificate: bool = False
     request_client_certificate: bool = False

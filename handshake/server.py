@@ -68,6 +68,7 @@ from .messages import (
     ServerHello,
     encode_message,
 )
+from .post_handshake_auth import ServerAuthRequests
 from .psk import (
     PSK_DHE_KE,
     PSK_MODE_NAMES,
@@ -200,6 +201,7 @@ class ServerHandshake:
             psk.identity: psk for psk in config.external_psks
         }
         self._retry_suite: CipherSuite | None = None  # fixed by our HelloRetryRequest
+        self._auth_requests: ServerAuthRequests | None = None  # post-handshake (§4.6.2)
         # §4.2.11.2: message_hash(ClientHello1) || HelloRetryRequest, before Truncate(CH2)
         self._binder_prefix = b""
 
@@ -226,6 +228,29 @@ class ServerHandshake:
             raise RuntimeError("KeyUpdate needs an established connection")
         return self.application_keys.send_update(update_requested)
 
+    @property
+    def post_handshake_auth_offered(self) -> bool:
+        """The client sent post_handshake_auth (RFC 8446 §4.2.6; never in DTLS)."""
+        hello = self._client_hello
+        return hello is not None and hello.extensions.post_handshake_auth and not self.dtls
+
+    def request_client_certificate(self, *, required: bool = True) -> list[Action]:
+        """A post-handshake CertificateRequest (RFC 8446 §4.6.2); the client's answer ends in
+        a ClientAuthenticated action (or certificate_required, if ``required``)."""
+        if self.state is not ServerState.CONNECTED or self.application_keys is None:
+            raise RuntimeError("post-handshake authentication needs an established connection")
+        if not self.post_handshake_auth_offered:
+            # §4.6.2: "Servers MUST NOT send a post-handshake CertificateRequest to clients
+            # which do not offer this extension."
+            raise RuntimeError("the client did not offer post_handshake_auth")
+        assert self._schedule is not None
+        if self._auth_requests is None:
+            self._auth_requests = ServerAuthRequests(self.config, self._schedule, self._transcript)
+        context = self._random(8)  # §4.3.2: unique within the connection
+        while context in self._auth_requests.used:
+            context = self._random(8)
+        return self._auth_requests.request(context, self.application_keys, required=required)
+
     def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
         if self._schedule is None or not self.exporter_master_secret:
             raise RuntimeError("exporter needs a completed handshake")
@@ -249,9 +274,15 @@ class ServerHandshake:
             return self._on_certificate_verify(message, raw)
         if state is ServerState.WAIT_CLIENT_FINISHED and isinstance(message, Finished):
             return self._on_finished(message, raw)
-        if state is ServerState.CONNECTED and isinstance(message, KeyUpdate):
-            assert self.application_keys is not None
-            return self.application_keys.receive_update(message)
+        if state is ServerState.CONNECTED:
+            keys = self.application_keys
+            assert keys is not None
+            auth = self._auth_requests
+            if auth is not None and isinstance(message, (Certificate, CertificateVerify, Finished)):
+                return auth.handle(message, raw, keys, self._now)
+            if isinstance(message, KeyUpdate) and not (auth and auth.answer_in_progress):
+                # (§4.6.2: the answer's Finished is keyed by the secret it started under.)
+                return keys.receive_update(message)
         raise unexpected(message, state.value)
 
     # -- ClientHello ------------------------------------------------------------------------

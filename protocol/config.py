@@ -159,6 +159,9 @@ class ClientConfig(_Common):
     session_store: SessionStore | None = None
     # A PSK provisioned out of band, offered in every ClientHello (after a ticket, if any).
     external_psk: ExternalPsk | None = None
+    # Offer post-handshake client authentication (RFC 8446 §4.2.6, TLS only): a later
+    # CertificateRequest is answered with certfile/keyfile (or an empty Certificate).
+    post_handshake_auth: bool = False
     _tls: HandshakeConfig = field(init=False, repr=False, compare=False)
     _dtls: HandshakeConfig = field(init=False, repr=False, compare=False)
 
@@ -183,6 +186,7 @@ class ClientConfig(_Common):
                 key_share_groups=self.key_share_groups,
                 compatibility_mode=self.compatibility_mode and not dtls,
                 external_psk=self.external_psk,
+                post_handshake_auth=self.post_handshake_auth and not dtls,
             )
             object.__setattr__(self, name, hs)
 

@@ -93,6 +93,26 @@ class SessionTicketReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientAuthenticated:
+    """Server: the client answered ``request_client_certificate`` (RFC 8446 §4.6.2) with
+    a verified ``certificates`` chain, or with none when the request allowed that."""
+
+    certificates: tuple[x509.Certificate, ...] = field(repr=False)
+
+    @property
+    def subject(self) -> str | None:
+        return self.certificates[0].subject.rfc4514_string() if self.certificates else None
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRequested:
+    """Client: the server asked for our certificate after the handshake (RFC 8446 §4.6.2)
+    and we answered, with the configured certificate if the request allowed it."""
+
+    certificate_sent: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionIdsReceived:
     """DTLS: the peer sent NewConnectionId (RFC 9147 §9). With ``immediate`` our records
     already carry ``cids[0]``; the others are spares (``switch_connection_id`` takes the next).
@@ -112,4 +132,6 @@ Event = (
     | EarlyDataReceived
     | SessionTicketReceived
     | ConnectionIdsReceived
+    | ClientAuthenticated
+    | CertificateRequested
 )

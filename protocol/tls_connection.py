@@ -14,6 +14,8 @@ from typing import Literal
 
 from handshake.actions import (
     Action,
+    CertificateRequested,
+    ClientAuthenticated,
     EarlyDataDecision,
     HandshakeFinished,
     InstallKeys,
@@ -45,6 +47,12 @@ from .events import (
     HandshakeComplete,
     KeyUpdated,
     SessionTicketReceived,
+)
+from .events import (
+    CertificateRequested as CertificateRequestedEvent,
+)
+from .events import (
+    ClientAuthenticated as ClientAuthenticatedEvent,
 )
 from .negotiated import handshake_complete_event
 from .trace import TraceEvent, content_type_name, handshake_name
@@ -420,6 +428,10 @@ class TLSConnection:
                 self._on_early_data_decision(action)
             elif isinstance(action, NewSession):
                 self._on_new_session(action.session)
+            elif isinstance(action, ClientAuthenticated):
+                self._events.append(ClientAuthenticatedEvent(action.chain))
+            elif isinstance(action, CertificateRequested):
+                self._events.append(CertificateRequestedEvent(action.certificate_sent))
 
     def _on_early_data_decision(self, decision: EarlyDataDecision) -> None:
         if self.is_client:
@@ -690,6 +702,24 @@ class TLSServerConnection(TLSConnection):
 
     def __init__(self, config: ServerConfig) -> None:
         super().__init__(ServerHandshake(config.handshake_config(dtls=False)), config)
+        self._server_hs: ServerHandshake = self._hs  # type: ignore[assignment]
+
+    @property
+    def post_handshake_auth_offered(self) -> bool:
+        """The client offered post-handshake authentication (RFC 8446 §4.2.6)."""
+        return self._server_hs.post_handshake_auth_offered
+
+    def request_client_certificate(self, *, required: bool = True) -> None:
+        """Ask the client for its certificate now (RFC 8446 §4.6.2). Its answer arrives as a
+        ``ClientAuthenticated`` event; with ``required`` an answer without a certificate ends
+        the connection with certificate_required. Application data keeps flowing meanwhile."""
+        if self._state != "connected" or self._close_sent:
+            raise ConnectionStateError("post-handshake authentication needs an open connection")
+        if not self.post_handshake_auth_offered:
+            raise ConnectionStateError(
+                "the client did not offer post_handshake_auth (RFC 8446 §4.6.2)"
+            )
+        self._apply(self._server_hs.request_client_certificate(required=required))
 
 
 __all__ = [
