@@ -268,6 +268,53 @@ def test_python_ssl_client_authenticates_to_our_server(peer_pki: Path) -> None:
     round_trip(link, peer, b"mtls")
 
 
+def test_python_ssl_server_authenticates_our_client_after_the_handshake(peer_pki: Path) -> None:
+    """RFC 8446 §4.6.2: OpenSSL's server asks after the handshake (SSL_VERIFY_POST_HANDSHAKE,
+    ``verify_client_post_handshake``); our client answers with Certificate, CertificateVerify
+    and Finished under its application keys, and OpenSSL verifies all three."""
+    from protocol.events import CertificateRequested
+
+    ctx, log = ssl_server_context(peer_pki, require_client_cert=True)
+    ctx.post_handshake_auth = True  # no CertificateRequest in the handshake itself
+    link, peer = our_client_link(
+        peer_pki,
+        ctx,
+        certfile=peer_pki / "client.pem",
+        keyfile=peer_pki / "client.key",
+        post_handshake_auth=True,
+    )
+    round_trip(link, peer, b"before")
+    assert peer.obj.getpeercert() is None
+    assert 13 not in log.types("write")
+    peer.obj.verify_client_post_handshake()
+    peer.write(b"the request goes out with this record")
+    link.pump()
+    assert link.received() == b"the request goes out with this record"
+    assert link.of(CertificateRequested) == [CertificateRequested(True)]
+    round_trip(link, peer, b"after")  # OpenSSL read and verified our answer
+    cert = peer.obj.getpeercert()
+    assert ("commonName", "tls13 client") in [rdn[0] for rdn in cert["subject"]]
+    assert log.types("write").count(13) == 1 and log.types("read")[-3:] == [11, 15, 20]
+
+
+def test_our_server_authenticates_python_ssl_after_the_handshake(peer_pki: Path) -> None:
+    """OpenSSL's client offers post_handshake_auth (``SSLContext.post_handshake_auth``) and
+    answers our later CertificateRequest on its own; we verify chain, signature and Finished."""
+    from protocol.events import ClientAuthenticated
+
+    ctx, log = ssl_client_context(peer_pki, client_cert=True)
+    ctx.post_handshake_auth = True
+    link, peer = our_server_link(peer_pki, ctx, cafile=peer_pki / "ca.pem")
+    assert not link.handshake.client_authenticated
+    assert link.ours.post_handshake_auth_offered
+    link.ours.request_client_certificate()
+    link.pump()
+    (event,) = link.of(ClientAuthenticated)
+    assert event.subject is not None and "CN=tls13 client" in event.subject
+    assert log.types("read").count(13) == 1
+    round_trip(link, peer, b"after")
+
+
 def test_python_ssl_requires_a_certificate_our_client_lacks(peer_pki: Path) -> None:
     ctx, _ = ssl_server_context(peer_pki, require_client_cert=True)
     peer = SSLObjectPeer(ctx, server_side=True)
