@@ -300,7 +300,16 @@ class TLSConnection:
             )
         if content_type == _HANDSHAKE:
             self._handle_handshake_bytes(payload, now)
-        elif content_type == _APPDATA and self._read_epoch == 1:
+            return
+        if self._reassembler.pending() and content_type != _ALERT:
+            # RFC 8446 §5.1: "if a handshake message is split over two or more records,
+            # there MUST NOT be any other records between them." (An alert is still read:
+            # it carries the peer's own reason for giving up.)
+            raise HandshakeError(
+                AlertDescription.unexpected_message,
+                f"{content_type_name(content_type)} record inside a fragmented handshake message",
+            )
+        if content_type == _APPDATA and self._read_epoch == 1:
             self._handle_early_data(payload)
         elif content_type == _APPDATA:
             if self._read_epoch < 3 or not self._peer_finished_or_client():
@@ -360,6 +369,8 @@ class TLSConnection:
             if message[0] == 1:
                 self._seen_client_hello = True
             self._apply(self._hs.handle(message, now))
+        if self._fast_receive == reassembler.pending():
+            self._update_fast_receive()  # a message part-way in stops the fast path (§5.1)
 
     def _handle_alert(self, payload: bytes) -> None:
         # RFC 8446 §6: an alert record carries exactly one two-byte alert.
@@ -510,7 +521,10 @@ class TLSConnection:
 
     def _update_fast_receive(self) -> None:
         self._fast_receive = (
-            self._trace is None and self._read_epoch >= 3 and self._peer_finished_or_client()
+            self._trace is None
+            and self._read_epoch >= 3
+            and self._peer_finished_or_client()
+            and not self._reassembler.pending()  # §5.1: checked in _handle_record
         )
 
     def _on_handshake_finished(self, parameters: NegotiatedParameters) -> None:

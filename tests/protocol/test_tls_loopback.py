@@ -403,3 +403,22 @@ def test_expired_certificate(pki_dir: Path, pki_factory: Callable[..., tuple[PKI
     failed = failure(later, "client")
     assert failed.alert is AlertDescription.certificate_expired
     assert "expired" in failed.reason
+
+
+@pytest.mark.parametrize("between", [None, 23, 20], ids=["nothing", "application", "ccs"])
+def test_no_other_record_inside_a_fragmented_handshake_message(
+    pki_dir: Path, between: int | None
+) -> None:
+    # RFC 8446 §5.1: a handshake message split over records has no other record between.
+    pump = connect(pki_dir)
+    completed(pump)
+    key_update = bytes((24, 0, 0, 1, 0))  # KeyUpdate(update_not_requested)
+    pump.server._emit_record(22, key_update[:3])
+    if between is not None:
+        pump.server._emit_record(between, b"\x01")
+    pump.server._emit_record(22, key_update[3:])
+    pump.run()
+    if between is None:
+        assert [e.direction for e in pump.of("client", KeyUpdated)] == ["receive"]
+    else:
+        assert failure(pump, "client").alert is AlertDescription.unexpected_message
