@@ -48,6 +48,7 @@ from .common import (
     version_for,
 )
 from .config import Credential, HandshakeConfig
+from .entry_extensions import refuse_unsolicited_entry_extensions
 from .groups import KeyShare, generate_key_share
 from .key_schedule import KeySchedule
 from .key_update import ApplicationKeys
@@ -647,6 +648,7 @@ class ClientHandshake:
         if not cert.entries:
             # RFC 8446 §4.4.2.4: an empty server Certificate is a decode_error.
             raise HandshakeError(AlertDescription.decode_error, "server sent no certificate")
+        refuse_unsolicited_entry_extensions(cert)
         chain_der = [entry.cert_data for entry in cert.entries]
         verification = self.config.verification
         if verification.enabled:

@@ -30,6 +30,7 @@ from .common import (
     finished_message,
 )
 from .config import Credential, HandshakeConfig
+from .entry_extensions import refuse_unsolicited_entry_extensions
 from .extensions import Extensions
 from .key_schedule import KeySchedule
 from .key_update import ApplicationKeys
@@ -172,6 +173,7 @@ class ServerAuthRequests:
                 AlertDescription.illegal_parameter,
                 "post-handshake Certificate answers no open CertificateRequest",
             )
+        refuse_unsolicited_entry_extensions(cert)
         exchange.transcript.add(raw)
         self._answering = (context, exchange)
         if not cert.entries:

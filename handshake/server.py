@@ -47,6 +47,7 @@ from .common import (
     version_for,
 )
 from .config import Credential, HandshakeConfig
+from .entry_extensions import refuse_unsolicited_entry_extensions
 from .groups import respond_key_share
 from .key_schedule import KeySchedule
 from .key_update import ApplicationKeys
@@ -853,6 +854,7 @@ class ServerHandshake:
             raise HandshakeError(
                 AlertDescription.illegal_parameter, "client Certificate context mismatch"
             )
+        refuse_unsolicited_entry_extensions(cert)
         self._transcript.add(raw)
         if not cert.entries:
             if self.config.require_client_certificate:

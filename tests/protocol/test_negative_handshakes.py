@@ -25,6 +25,7 @@ from handshake.messages import (
     DOWNGRADE_TLS12,
     HELLO_RETRY_REQUEST_RANDOM,
     Certificate,
+    CertificateEntry,
     CertificateVerify,
     ClientHello,
     EncryptedExtensions,
@@ -488,6 +489,27 @@ def test_empty_server_certificate_is_decode_error(pki: Path) -> None:
     empty = encode_message(Certificate(certificate_request_context=b"", entries=()))
     pair = forged(pki, 11, lambda _: empty)
     assert_fails(pair.client, pair.to_client(), AD.decode_error, "no certificate", protected=True)
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [Extensions(status_request=b"\x01\x00\x00"), Extensions(unknown=((18, b"sct"),))],
+    ids=["status_request", "signed_certificate_timestamp"],
+)
+def test_unsolicited_certificate_entry_extension_is_unsupported_extension(
+    pki: Path, extensions: Extensions
+) -> None:
+    # RFC 8446 §4.4.2: entry extensions must answer ClientHello ones; we request none.
+    def add_extension(message: bytes) -> bytes:
+        cert = decode_message(message[0], message[4:])
+        assert isinstance(cert, Certificate)
+        first = CertificateEntry(cert.entries[0].cert_data, extensions)
+        return encode_message(Certificate(b"", (first, *cert.entries[1:])))
+
+    pair = forged(pki, 11, add_extension)
+    assert_fails(
+        pair.client, pair.to_client(), AD.unsupported_extension, "CertificateEntry", protected=True
+    )
 
 
 def _flip_last(message: bytes) -> bytes:

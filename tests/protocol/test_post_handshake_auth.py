@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from handshake.alerts import AlertDescription, HandshakeError
-from handshake.messages import Certificate, Finished, KeyUpdate, encode_message
+from handshake.messages import (
+    Certificate,
+    CertificateEntry,
+    Extensions,
+    Finished,
+    KeyUpdate,
+    encode_message,
+)
 from handshake.post_handshake_auth import ServerAuthRequests
 from protocol.errors import ConnectionStateError
 from protocol.events import (
@@ -135,8 +142,12 @@ def _server_with_open_request(pki_dir: Path, required: bool = False) -> Pump:
             [Certificate(None, ()), KeyUpdate(0)],  # type: ignore[arg-type]
             AlertDescription.unexpected_message,  # the answer's keys must not move midway
         ),
+        (  # §4.4.2: entry extensions must answer the request's; it had none
+            [Certificate(None, (CertificateEntry(b"der", Extensions(unknown=((18, b"x"),))),))],  # type: ignore[arg-type]
+            AlertDescription.unsupported_extension,
+        ),
     ],
-    ids=["unknown-context", "finished-first", "bad-finished", "key-update-midway"],
+    ids=["unknown-context", "finished-first", "bad-finished", "key-update-midway", "entry-ext"],
 )
 def test_server_refuses_bad_answers(
     pki_dir: Path, messages: list[Any], alert: AlertDescription
@@ -148,6 +159,6 @@ def test_server_refuses_bad_answers(
     with pytest.raises(HandshakeError) as error:
         for message in messages:
             if isinstance(message, Certificate) and message.certificate_request_context is None:
-                message = Certificate(context, ())
+                message = Certificate(context, message.entries)
             hs.handle(encode_message(message), NOW)
     assert error.value.alert is alert
