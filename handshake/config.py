@@ -40,6 +40,33 @@ class Credential:
     def schemes(self) -> tuple[int, ...]:
         return self.signature_schemes
 
+    @cached_property
+    def dns_names(self) -> tuple[str, ...]:
+        """The leaf's subjectAltName DNS names, lower case (for choosing by server_name)."""
+        leaf = x509.load_der_x509_certificate(self.chain[0])
+        try:
+            san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            return ()
+        return tuple(name.lower() for name in san.value.get_values_for_type(x509.DNSName))
+
+    @cached_property
+    def issuer_names(self) -> frozenset[bytes]:
+        """DER issuer names along the chain (for choosing by certificate_authorities)."""
+        return frozenset(
+            x509.load_der_x509_certificate(der).issuer.public_bytes() for der in self.chain
+        )
+
+    def serves(self, server_name: str) -> bool:
+        """The leaf names ``server_name`` (RFC 6125: a wildcard stands for one label)."""
+        name = server_name.lower().rstrip(".")
+        for pattern in self.dns_names:
+            if pattern == name:
+                return True
+            if pattern.startswith("*.") and "." in name and name.split(".", 1)[1] == pattern[2:]:
+                return True
+        return False
+
 
 @dataclass(frozen=True)
 class PeerVerification:

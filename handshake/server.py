@@ -395,7 +395,9 @@ class ServerHandshake:
             raise HandshakeError(
                 AlertDescription.missing_extension, "ClientHello lacks signature_algorithms"
             )
-        credential, scheme = self._choose_credential(ext.signature_algorithms)
+        credential, scheme = self._choose_credential(
+            ext.signature_algorithms, ext.server_name, ext.certificate_authorities
+        )
         return Selection(suite, group, share, credential, scheme, alpn)
 
     def _checked_group(self, hello: ClientHello) -> tuple[int, bytes | None]:
@@ -549,14 +551,36 @@ class ServerHandshake:
                 return group, None
         raise HandshakeError(AlertDescription.handshake_failure, "no key exchange group in common")
 
-    def _choose_credential(self, peer_schemes: tuple[int, ...]) -> tuple[Credential, int]:
+    def _choose_credential(
+        self,
+        peer_schemes: tuple[int, ...],
+        server_name: str | None = None,
+        authorities: tuple[bytes, ...] | None = None,
+    ) -> tuple[Credential, int]:
+        """The first usable credential in configuration order, preferring one whose leaf
+        names the client's server_name, then one whose chain comes from a CA the client
+        listed in certificate_authorities (RFC 8446 §4.4.2.2, §4.2.4: "SHOULD" guide the
+        choice). Without a better match the first usable one is the default."""
+        usable: list[tuple[Credential, int]] = []
         for credential in self.config.credentials:
             scheme = choose_scheme(credential, peer_schemes)
             if scheme is not None and scheme in self.config.signature_schemes:
-                return credential, scheme
-        raise HandshakeError(
-            AlertDescription.handshake_failure, "no signature scheme in common for our certificate"
-        )
+                usable.append((credential, scheme))
+        if not usable:
+            raise HandshakeError(
+                AlertDescription.handshake_failure,
+                "no signature scheme in common for our certificate",
+            )
+        if len(usable) == 1:
+            return usable[0]
+        wanted = frozenset(authorities or ())
+
+        def rank(item: tuple[Credential, int]) -> tuple[bool, bool]:
+            credential = item[0]
+            named = bool(server_name) and credential.serves(server_name or "")
+            return (not named, not (wanted and credential.issuer_names & wanted))
+
+        return min(usable, key=rank)  # min keeps configuration order among equals
 
     def _choose_alpn(self, offered: tuple[bytes, ...] | None) -> bytes | None:
         if offered is None or not self.config.alpn:
