@@ -20,6 +20,9 @@ from .psk import PSK_DHE_KE, ExternalPsk, Session
 from .signatures import DEFAULT_SIGNATURE_SCHEMES, is_rsassa_pss_certificate, schemes_for_key
 from .tickets import TicketManager
 
+# Roots a CertificateRequest lists by name at most (see certificate_authorities).
+MAX_CA_NAMES = 16
+
 
 @dataclass(frozen=True, eq=False)
 class Credential:
@@ -115,3 +118,13 @@ class HandshakeConfig:
     advertised_groups: tuple[int, ...] | None = None
     random_bytes: Callable[[int], bytes] | None = None  # test vectors inject randoms
     key_share_private: Sequence[bytes] = ()  # test vectors inject ephemeral keys, in use order
+
+    @cached_property
+    def certificate_authorities(self) -> tuple[bytes, ...] | None:
+        """DER subjects of the roots we accept peer chains from, for the certificate_authorities
+        extension of a CertificateRequest (RFC 8446 §4.2.4); None with the system store or
+        more than MAX_CA_NAMES roots (a long list costs every handshake and guides little)."""
+        anchors = self.verification.anchors
+        if anchors is None or len(anchors.certificates) > MAX_CA_NAMES:
+            return None
+        return tuple(c.subject.public_bytes() for c in anchors.certificates)

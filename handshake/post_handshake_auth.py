@@ -120,7 +120,10 @@ class ServerAuthRequests:
         self.used.add(context)
         message = CertificateRequest(
             certificate_request_context=context,
-            extensions=Extensions(signature_algorithms=tuple(self._config.signature_schemes)),
+            extensions=Extensions(
+                signature_algorithms=tuple(self._config.signature_schemes),
+                certificate_authorities=self._config.certificate_authorities,
+            ),
         )
         raw = encode_message(message)
         transcript = self._base.copy()

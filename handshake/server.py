@@ -796,7 +796,10 @@ class ServerHandshake:
             self._requested_certificate = True
             request = CertificateRequest(
                 certificate_request_context=b"",
-                extensions=Extensions(signature_algorithms=tuple(cfg.signature_schemes)),
+                extensions=Extensions(
+                    signature_algorithms=tuple(cfg.signature_schemes),
+                    certificate_authorities=cfg.certificate_authorities,
+                ),
             )
             actions.append(self._send(Epoch.HANDSHAKE, encode_message(request)))
         if psk is None:

@@ -431,6 +431,12 @@ MESSAGE_RULES: list[tuple[str, set[str]]] = [
     ("*.ext.*.length", {"R:decode_error"}),
     ("*.extensions.length", {"R:decode_error"}),
     ("encrypted_extensions.ext.*", {"R:unsupported_extension", "R:illegal_parameter"}),
+    # certificate_authorities retyped to an unknown type is ignored (§4.2), which leaves
+    # only the transcript to notice: decrypt_error at the next CertificateVerify/Finished.
+    (
+        "certificate_request.ext.certificate_authorities.type",
+        {"R:illegal_parameter", "R:decrypt_error"},
+    ),
     ("certificate_request.ext.*.type", {"R:missing_extension", "R:illegal_parameter"}),
     ("certificate_request.ext.*.body", {"R:decode_error", "R:decrypt_error"}),
     ("*.context.length", {"R:decode_error"}),

@@ -422,3 +422,32 @@ def test_no_other_record_inside_a_fragmented_handshake_message(
         assert [e.direction for e in pump.of("client", KeyUpdated)] == ["receive"]
     else:
         assert failure(pump, "client").alert is AlertDescription.unexpected_message
+
+
+def test_certificate_request_names_the_accepted_roots(pki_dir: Path) -> None:
+    # RFC 8446 §4.2.4: certificate_authorities guides the client's choice of certificate.
+    from cryptography import x509
+
+    from handshake.messages import CertificateRequest, decode_message
+
+    seen: list[bytes] = []
+
+    def trace(event: Any) -> None:
+        if event.kind == "handshake" and event.direction == "received" and event.data:
+            seen.append(bytes(event.data))
+
+    pump = connect(
+        pki_dir,
+        client={
+            "certfile": pki_dir / "client.pem",
+            "keyfile": pki_dir / "client.key",
+            "trace": trace,
+        },
+        server={"cafile": pki_dir / "ca.pem", "verify_client": True},
+    )
+    completed(pump)
+    (raw,) = [m for m in seen if m[0] == 13]
+    request = decode_message(13, raw[4:])
+    assert isinstance(request, CertificateRequest)
+    root = x509.load_pem_x509_certificate((pki_dir / "ca.pem").read_bytes())
+    assert request.extensions.certificate_authorities == (root.subject.public_bytes(),)
