@@ -25,6 +25,8 @@ from .config import ClientConfig, ServerConfig
 from .errors import ConnectionStateError, ProtocolError
 from .events import (
     ApplicationData,
+    CertificateRequested,
+    ClientAuthenticated,
     ConnectionClosed,
     ConnectionFailed,
     EarlyDataReceived,
@@ -64,6 +66,10 @@ class TLSSocket:
         self.early_data_received = 0
         # Client: every ticket the server sent, as sessions to resume with (``session=``).
         self.sessions: list[Session] = []
+        # Post-handshake authentication (RFC 8446 §4.6.2): the answers a server received;
+        # how many requests a client answered.
+        self.client_authentications: list[ClientAuthenticated] = []
+        self.certificate_requests_answered = 0
 
     # -- properties -------------------------------------------------------------------------------
 
@@ -161,6 +167,24 @@ class TLSSocket:
         self.key_updates_sent += 1
         self._flush()
 
+    def request_client_certificate(self, *, required: bool = True) -> ClientAuthenticated:
+        """Server: ask for the client's certificate now (RFC 8446 §4.6.2) and wait for its
+        answer, reading (and buffering for ``recv``) whatever comes first. The client must have
+        offered it (``connection.post_handshake_auth_offered``). A refused or missing answer
+        raises ``ProtocolError``; a client that never answers meets the socket timeout."""
+        self._ensure_handshake()
+        conn = self._conn
+        if not isinstance(conn, TLSServerConnection):
+            raise ConnectionStateError("only a server requests a client certificate")
+        answered = len(self.client_authentications)
+        conn.request_client_certificate(required=required)
+        self._flush()
+        while len(self.client_authentications) == answered:
+            if self._eof:
+                raise TLSEOFError("peer closed the connection before answering")
+            self._pump()
+        return self.client_authentications[-1]
+
     # -- closing ----------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -245,6 +269,10 @@ class TLSSocket:
                     if event.update_requested:
                         # The connection answered with its own KeyUpdate (RFC 8446 §4.6.3).
                         self.key_updates_sent += 1
+            elif isinstance(event, ClientAuthenticated):
+                self.client_authentications.append(event)
+            elif isinstance(event, CertificateRequested):
+                self.certificate_requests_answered += 1
             elif isinstance(event, ConnectionClosed):
                 self._eof = True
             elif isinstance(event, ConnectionFailed):

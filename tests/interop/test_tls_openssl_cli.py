@@ -377,6 +377,56 @@ def test_our_server_verifies_s_client_certificate(processes: Processes, peer_pki
     assert traced(client.output(), "sent", "CertificateVerify")
 
 
+def test_our_server_authenticates_s_client_after_the_handshake(
+    processes: Processes, peer_pki: Path
+) -> None:
+    """RFC 8446 §4.6.2: ``s_client -enable_pha`` offers post-handshake authentication; our
+    server asks once the connection carries data and verifies what OpenSSL answers."""
+    subjects: list[str | None] = []
+
+    def handler(tls: TLSSocket) -> None:
+        first = tls.recv()
+        subjects.append(tls.request_client_certificate().subject)
+        tls.sendall(first)
+        echo_handler(tls)
+
+    with our_server(server_config(peer_pki, cafile=peer_pki / "ca.pem"), handler) as server:
+        client = s_client(processes, peer_pki, server.port, "-enable_pha", *client_cert(peer_pki))
+        echo_via_s_client(client, "pha")
+        quit_s_client(client, server)
+    assert server.handshake is not None and not server.handshake.client_authenticated
+    assert subjects and "CN=tls13 client" in (subjects[0] or "")
+    requests = traced(client.output(), "received", "CertificateRequest")
+    assert len(requests) == 1 and "certificate_authorities" in requests[0].text()
+    assert traced(client.output(), "sent", "CertificateVerify")
+
+
+def test_s_server_authenticates_our_client_after_the_handshake(
+    processes: Processes, peer_pki: Path
+) -> None:
+    """s_server's ``c`` command sends a post-handshake CertificateRequest (it needs the
+    client's post_handshake_auth); our client answers on its next read."""
+    ca = str(peer_pki / "ca.pem")
+    server, port = s_server(processes, peer_pki, "-CAfile", ca)  # no request in the handshake
+    config = client_config(
+        peer_pki,
+        certfile=peer_pki / "client.pem",
+        keyfile=peer_pki / "client.key",
+        post_handshake_auth=True,
+    )
+    with our_client(port, config) as tls:
+        ping(tls, server, "before")
+        assert not traced(server.output(), "received", "CertificateVerify")
+        command(server, b"c\n", "CertificateRequest")
+        ping(tls, server, "after")  # our answer goes out when we read the request
+        assert tls.certificate_requests_answered == 1
+    assert server.finish() == 0, server.describe()
+    output = server.output()
+    assert traced(output, "received", "CertificateVerify"), output
+    assert re.search(r"Subject: .*CN ?= ?tls13 client", output), output  # what it received
+    assert "fatal" not in output, output  # and accepted: no alert but close_notify
+
+
 def test_our_server_refuses_s_client_without_certificate(
     processes: Processes, peer_pki: Path
 ) -> None:
