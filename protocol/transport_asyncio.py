@@ -24,9 +24,11 @@ from typing import Any
 from handshake.psk import Session
 
 from .config import ClientConfig, ServerConfig
-from .errors import ProtocolError
+from .errors import ConnectionStateError, ProtocolError
 from .events import (
     ApplicationData,
+    CertificateRequested,
+    ClientAuthenticated,
     ConnectionClosed,
     ConnectionFailed,
     EarlyDataReceived,
@@ -74,6 +76,11 @@ class _TLSProtocol(asyncio.Protocol):
         self.key_updates_received = 0
         self.early_data_received = 0  # server: accepted 0-RTT bytes (read like other data)
         self.sessions: list[Session] = []  # client: tickets received, as sessions
+        self.certificate_requests_answered = 0  # client: post-handshake (RFC 8446 §4.6.2)
+        # server: our post-handshake CertificateRequests awaiting the client's answer, in order
+        self._auth_waiters: collections.deque[asyncio.Future[ClientAuthenticated]] = (
+            collections.deque()
+        )
         self._paused = False
         self._drain_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
@@ -110,6 +117,10 @@ class _TLSProtocol(asyncio.Protocol):
             self.reader.feed_eof()
         waiter_exc = self.error or ConnectionResetError("connection lost")
         self._wake_drain_waiters(waiter_exc)
+        while self._auth_waiters:
+            waiter = self._auth_waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(waiter_exc)
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -141,6 +152,19 @@ class _TLSProtocol(asyncio.Protocol):
         self.key_updates_sent += 1
         self.flush()
 
+    def request_client_certificate(self, required: bool) -> asyncio.Future[ClientAuthenticated]:
+        if self.error is not None:
+            raise self.error
+        connection = self.connection
+        if not isinstance(connection, TLSServerConnection):
+            raise ConnectionStateError("only a server requests a client certificate")
+        connection.request_client_certificate(required=required)
+        waiter: asyncio.Future[ClientAuthenticated] = self.loop.create_future()
+        waiter.add_done_callback(_consume_exception)
+        self._auth_waiters.append(waiter)
+        self.flush()
+        return waiter
+
     def close_notify(self) -> None:
         if self.connection.state == "handshaking":
             self.connection.cancel()  # user_canceled, then close_notify (RFC 8446 §6.1)
@@ -160,6 +184,15 @@ class _TLSProtocol(asyncio.Protocol):
                 self.early_data_received += len(event.data)
             elif isinstance(event, SessionTicketReceived):
                 self.sessions.append(event.session)
+            elif isinstance(event, ClientAuthenticated):
+                # Answers come in request order: one answer completes before the next (§4.6.2
+                # allows any order; ours completes each the moment its Finished is read).
+                if self._auth_waiters:
+                    waiter = self._auth_waiters.popleft()
+                    if not waiter.done():
+                        waiter.set_result(event)
+            elif isinstance(event, CertificateRequested):
+                self.certificate_requests_answered += 1
             elif isinstance(event, HandshakeComplete):
                 if not self.handshake.done():
                     self.handshake.set_result(event)
@@ -187,6 +220,10 @@ class _TLSProtocol(asyncio.Protocol):
         self.error = exc
         if not self.handshake.done():
             self.handshake.set_exception(exc)
+        while self._auth_waiters:
+            waiter = self._auth_waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)
         if self.reader.exception() is None and not self.close_notify_received:
             self.reader.set_exception(exc)
         self._wake_drain_waiters(exc)
@@ -285,6 +322,12 @@ class TLSStreamWriter:
     def key_update(self, request: bool = True) -> None:
         """Send KeyUpdate (RFC 8446 §4.6.3); ``request`` asks the peer to update its keys too."""
         self._protocol.key_update(request)
+
+    async def request_client_certificate(self, *, required: bool = True) -> ClientAuthenticated:
+        """Server: ask for the client's certificate now (RFC 8446 §4.6.2) and wait for its
+        answer; data keeps arriving in the reader meanwhile. A refused or missing answer
+        raises ``ProtocolError`` (the connection is then closed)."""
+        return await self._protocol.request_client_certificate(required)
 
     def close(self) -> None:
         """Send close_notify and close the transport once buffered data is written."""

@@ -401,3 +401,32 @@ def test_asyncio_both_sides_missing_client_certificate(pki: Pki) -> None:
     assert isinstance(server_error, ProtocolError)
     assert not server_error.by_peer
     assert server_error.alert == AlertDescription.certificate_required
+
+
+def test_asyncio_server_authenticates_blocking_client_after_the_handshake(pki: Pki) -> None:
+    # RFC 8446 §4.6.2 through both transports: the asyncio server asks once data flows.
+    async def handler(reader: TLSStreamReader, writer: TLSStreamWriter, log: ServerLog) -> None:
+        first = await reader.readexactly(5)
+        answer = await writer.request_client_certificate()
+        writer.write(first + b" " + (answer.subject or "-").encode())
+        await writer.drain()
+        with_cert = await writer.request_client_certificate(required=False)
+        log.results.put({"second": with_cert.subject})
+        writer.close()
+        await writer.wait_closed()
+
+    client_config = pki.client(
+        certfile=pki.directory / "client.pem",
+        keyfile=pki.directory / "client.key",
+        post_handshake_auth=True,
+    )
+    with AsyncioServerThread(pki.server(cafile=pki.directory / "ca.pem"), handler) as server:
+        with connect("127.0.0.1", server.port, client_config, timeout=TIMEOUT) as tls:
+            tls.sendall(b"hello")
+            reply = b""
+            while data := tls.recv():
+                reply += data
+            assert tls.certificate_requests_answered == 2
+        result = server.log.results.get(timeout=TIMEOUT)
+    assert reply.startswith(b"hello ") and b"CN=tls13 client" in reply
+    assert "CN=tls13 client" in result["second"]
