@@ -152,6 +152,11 @@ class DTLSConnection:
     def handshake_complete(self) -> bool:
         return self.parameters is not None
 
+    @property
+    def mtu(self) -> int:
+        """The configured path MTU: datagrams carry at most ``mtu`` - 48 bytes (D1)."""
+        return self._config.mtu
+
     def receive_datagram(self, data: bytes, now: float) -> list[Event]:
         """Process one datagram from the peer; invalid records in it are dropped (§4.5.2)."""
         if self._state in ("failed", "closed"):

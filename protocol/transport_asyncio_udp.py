@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import inspect
 import time
 from abc import ABC, abstractmethod
@@ -48,6 +49,7 @@ from .events import (
 from .transport_udp import (
     DEFAULT_IDLE_TIMEOUT,
     DTLSTimeoutError,
+    PathMTUError,
     answers_key_update,
     enlarge_buffers,
     failure_error,
@@ -153,6 +155,7 @@ class DTLSStream:
         self._waiters: list[asyncio.Future[None]] = []
         self._eof = False
         self._error: BaseException | None = None
+        self._path_mtu_error: PathMTUError | None = None  # reported once, not fatal
         self._handshake: asyncio.Future[HandshakeComplete] = driver.loop.create_future()
         self._handshake.add_done_callback(_consume_exception)
         self._finished: asyncio.Future[None] = driver.loop.create_future()
@@ -200,8 +203,7 @@ class DTLSStream:
     async def recv(self) -> bytes:
         """The next application message; b"" after close_notify; raises on failure."""
         while not self._messages:
-            if self._error is not None:
-                raise self._error
+            self._raise_if_failed()
             if self._eof:
                 return b""
             waiter = self._driver.loop.create_future()
@@ -263,6 +265,14 @@ class DTLSStream:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
+        notice, self._path_mtu_error = self._path_mtu_error, None
+        if notice is not None:
+            raise notice
+
+    def _datagram_too_large(self, size: int) -> None:
+        """RFC 9147 §4.4: the next call learns that the path refused a datagram."""
+        self._path_mtu_error = PathMTUError(size, self._conn.mtu)
+        self._wake()
 
     def _feed(self, events: list[Event], answering: bool = False) -> None:
         """``answering``: a KeyUpdate asking for ours gets one (see answers_key_update)."""
@@ -337,6 +347,10 @@ class _ClientProtocol(asyncio.DatagramProtocol):
             self.driver.datagram_received(data)
 
     def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, OSError) and exc.errno == errno.EMSGSIZE:
+            # asyncio reports a refused sendto here, while flush() is sending it.
+            self.driver.stream._datagram_too_large(self.driver.sending)
+            return
         # ICMP reports (port unreachable, ...): a hint only; the retransmission budget
         # decides whether the peer is gone (RFC 9147 §5.8).
         self.driver.icmp_errors += 1
@@ -360,6 +374,7 @@ class _ClientDriver(_Driver):
         self.protocol: _ClientProtocol | None = None
         self.stream = DTLSClientStream(connection, self, remote)
         self.icmp_errors = 0
+        self.sending = 0  # the size of the datagram being handed to sendto
         self.closed = self.loop.create_future()
 
     @property
@@ -406,6 +421,7 @@ class _ClientDriver(_Driver):
         datagrams = self.connection.datagrams_to_send(time.time())
         if transport is not None and not transport.is_closing():
             for datagram in datagrams:
+                self.sending = len(datagram)
                 transport.sendto(datagram)
         self.reschedule()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import socket
 import threading
 import time
@@ -72,6 +73,21 @@ class DTLSTimeoutError(ProtocolError):
     def __init__(self, reason: str, *, retransmissions: int) -> None:
         super().__init__(None, reason)
         self.retransmissions = retransmissions
+
+
+class PathMTUError(OSError):
+    """The network refused a datagram as too large for the path (EMSGSIZE, e.g. after an
+    ICMP "fragmentation needed"). RFC 9147 §4.4: the record layer MUST tell the upper layer.
+    The association is intact and the datagram counts as lost; a smaller ``mtu`` (a new
+    association) avoids it."""
+
+    def __init__(self, size: int, mtu: int) -> None:
+        super().__init__(
+            errno.EMSGSIZE,
+            f"a {size}-byte datagram exceeds the path MTU (configured mtu {mtu}): "
+            "use a smaller mtu",
+        )
+        self.size = size
 
 
 def handshake_timeout_error(connection: DTLSConnection) -> DTLSTimeoutError:
@@ -325,6 +341,7 @@ class DTLSSocket(_Counters):
         if not datagrams:
             return
         self._sock.settimeout(SEND_TIMEOUT)
+        too_large = 0
         for datagram in datagrams:
             try:
                 self._sock.send(datagram)
@@ -332,6 +349,12 @@ class DTLSSocket(_Counters):
                 # An earlier datagram drew an ICMP error; this one is lost like any other
                 # (flights are retransmitted, §5.8).
                 self.icmp_errors += 1
+            except OSError as exc:
+                if exc.errno != errno.EMSGSIZE:
+                    raise
+                too_large = max(too_large, len(datagram))
+        if too_large:
+            raise PathMTUError(too_large, self._conn.mtu)
 
     def _step(self, deadline: float | None) -> bool:
         """Fire due timers, then wait for one datagram, at most until ``deadline``

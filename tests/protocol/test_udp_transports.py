@@ -5,6 +5,7 @@ that changes its source port, timeouts, many clients on one server socket)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import queue
 import socket
@@ -33,6 +34,7 @@ from protocol.transport_udp import (
     DTLSSocket,
     DTLSTimeoutError,
     EchoHandler,
+    PathMTUError,
     ServeStats,
     bind_udp,
     connect,
@@ -514,3 +516,60 @@ def test_asyncio_server_handshake_error_and_client_failure(pki: Pki) -> None:
     assert client_error.alert == AlertDescription.certificate_required
     assert isinstance(server_error, ProtocolError) and not server_error.by_peer
     assert server_error.alert == AlertDescription.certificate_required
+
+
+class _RefusingSocket:
+    """A UDP socket whose path refuses datagrams above ``limit`` bytes (EMSGSIZE)."""
+
+    def __init__(self, sock: socket.socket, limit: int) -> None:
+        self._sock = sock
+        self.limit = limit
+
+    def send(self, data: bytes) -> int:
+        if len(data) > self.limit:
+            raise OSError(errno.EMSGSIZE, "Message too long")
+        return self._sock.send(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def test_blocking_client_reports_path_mtu_exceeded(pki: Pki) -> None:
+    # RFC 9147 §4.4: a datagram the network refuses as too large is reported, not hidden.
+    with (
+        AsyncioServerThread(pki.server(), async_echo) as server,
+        connect("127.0.0.1", server.port, pki.client(), timeout=TIMEOUT) as dtls,
+    ):
+        dtls._sock = _RefusingSocket(dtls._sock, 600)  # type: ignore[assignment]
+        with pytest.raises(PathMTUError) as info:
+            dtls.send(os.urandom(1000))
+        assert info.value.errno == errno.EMSGSIZE and info.value.size > 600
+        assert "mtu" in str(info.value)
+        dtls.send(b"small enough")  # the association is intact
+        assert dtls.recv() == b"small enough"
+
+
+def test_asyncio_client_reports_path_mtu_exceeded(pki: Pki) -> None:
+    async def client(port: int) -> None:
+        stream = await open_dtls_connection("127.0.0.1", port, pki.client())
+        driver = stream._driver
+        transport = driver.transport
+        assert transport is not None and driver.protocol is not None
+        protocol, sendto = driver.protocol, transport.sendto
+
+        def refusing(data: bytes, addr: Any = None) -> None:
+            if len(data) > 600:  # what asyncio does with a refused sendto
+                protocol.error_received(OSError(errno.EMSGSIZE, "Message too long"))
+                return
+            sendto(data)
+
+        transport.sendto = refusing  # type: ignore[method-assign]
+        await stream.send(os.urandom(1000))
+        with pytest.raises(PathMTUError):
+            await stream.recv()
+        await stream.send(b"small enough")
+        assert await stream.recv() == b"small enough"
+        await stream.close()
+
+    with AsyncioServerThread(pki.server(), async_echo) as server:
+        asyncio.run(asyncio.wait_for(client(server.port), TIMEOUT))
