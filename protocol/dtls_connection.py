@@ -53,6 +53,7 @@ from .dtls_fragments import (
     FragmentError,
     HandshakeReassembler,
     fragment_message,
+    split_fragment,
 )
 from .errors import ConnectionStateError, ProtocolError
 from .events import (
@@ -76,6 +77,11 @@ State = Literal["handshaking", "connected", "closed", "failed"]
 IP_UDP_OVERHEAD = 48
 # Application data that arrives before the peer's Finished is held, not lost (§5.8.1).
 MAX_EARLY_APPLICATION_RECORDS = 32
+# RFC 9147 §4.4: after this many unanswered retransmissions a flight goes out in smaller
+# records and datagrams ("2-3 seems appropriate"), at most SMALL_DATAGRAM bytes: what any
+# IPv4 path carries (576-byte datagrams less IP and UDP headers).
+BACKOFF_AFTER_RETRANSMISSIONS = 2
+SMALL_DATAGRAM = 548
 # RFC 9147 §5.8.1 suggests an ACK timer of 1/4 of the retransmission timer.
 ACK_DELAY_FRACTION = 0.25
 # Handshake message types that are single-message post-handshake flights needing an ACK.
@@ -713,6 +719,7 @@ class DTLSConnection:
     def _transmit(self, flight: Flight, now: float, timeout: float) -> None:
         """Send every fragment not yet acknowledged, in fresh records (§5.8.1 SENDING)."""
         datagram = bytearray()
+        limit = flight.datagram_limit or self._payload_limit
         for index in flight.pending():
             fragment = flight.fragments[index]
             number, record = self._layer.encode_record(
@@ -721,9 +728,7 @@ class DTLSConnection:
             flight.carried(number, [index])
             # Before the peer's address is proven, one record per datagram lets the 3x budget
             # release the flight record by record (RFC 9147 §5.1).
-            if datagram and (
-                not self.address_validated or len(datagram) + len(record) > self._payload_limit
-            ):
+            if datagram and (not self.address_validated or len(datagram) + len(record) > limit):
                 self._out.append(bytes(datagram))
                 datagram = bytearray()
             datagram += record
@@ -741,6 +746,12 @@ class DTLSConnection:
         else:
             timeout = flight.timeout
         self.retransmissions += 1
+        if (
+            flight.retransmissions >= BACKOFF_AFTER_RETRANSMISSIONS
+            and flight.datagram_limit is None
+            and self._payload_limit > SMALL_DATAGRAM
+        ):
+            self._shrink(flight)
         if self._trace is not None:
             self._trace(
                 TraceEvent(
@@ -753,6 +764,12 @@ class DTLSConnection:
                 )
             )
         self._transmit(flight, now, timeout)
+
+    def _shrink(self, flight: Flight) -> None:
+        """RFC 9147 §4.4: maybe the path MTU is smaller than we think; fragment anew."""
+        flight.datagram_limit = SMALL_DATAGRAM
+        overhead = max(self._layer.record_overhead(e) for e in {f.epoch for f in flight.fragments})
+        flight.shrink(lambda data: split_fragment(data, SMALL_DATAGRAM - overhead))
 
     def _timeout(self, flight: Flight) -> None:
         reason = (

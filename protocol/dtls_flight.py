@@ -8,6 +8,7 @@ so an ACK (§7.2) removes exactly those fragments from later retransmissions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -51,6 +52,9 @@ class Flight:
     # timer keeps running until the peer's flight is complete, so a partial answer cannot
     # leave us waiting forever (§5.8.1); the peer's own retransmissions no longer prompt ours.
     answered: bool = False
+    # Set once unanswered retransmissions made us cut the flight smaller (RFC 9147 §4.4):
+    # the largest datagram it may use from then on.
+    datagram_limit: int | None = None
 
     def pending(self) -> list[int]:
         return [i for i, f in enumerate(self.fragments) if not f.acked]
@@ -77,6 +81,22 @@ class Flight:
         if not self.pending():
             self.finish()
         return progress
+
+    def shrink(self, split: Callable[[bytes], list[bytes]]) -> None:
+        """Re-cut the unacknowledged fragments with ``split``; ACKs of records sent before
+        still acknowledge every piece of what they carried."""
+        fragments: list[Fragment] = []
+        new_indices: list[list[int]] = []
+        for fragment in self.fragments:
+            pieces = [fragment.data] if fragment.acked else split(fragment.data)
+            start = len(fragments)
+            fragments.extend(Fragment(fragment.epoch, p, fragment.acked) for p in pieces)
+            new_indices.append(list(range(start, len(fragments))))
+        self.fragments = fragments
+        self.records = {
+            number: [i for old in olds for i in new_indices[old]]
+            for number, olds in self.records.items()
+        }
 
     def finish(self) -> None:
         """All of it arrived (ACKed, or implicitly by the peer's next flight): no more

@@ -191,6 +191,27 @@ def fragment_message(message: bytes, message_seq: int, max_fragment: int) -> lis
     ]
 
 
+def split_fragment(fragment: bytes, max_fragment: int) -> list[bytes]:
+    """Cut one DTLS handshake fragment (12-byte header and body) into fragments of at most
+    ``max_fragment`` bytes covering the same bytes of the same message (RFC 9147 §5.5: a
+    retransmission may fragment differently, the message bytes never change, §4.4)."""
+    if len(fragment) <= max_fragment:
+        return [fragment]
+    if max_fragment < HEADER_LENGTH + 1:
+        raise ValueError("max_fragment must leave room for at least one body byte")
+    word, message_seq, off_high, last = HEADER.unpack_from(fragment)
+    start = (off_high << 8) | (last >> 24)
+    body = memoryview(fragment)[HEADER_LENGTH:]
+    step = max_fragment - HEADER_LENGTH
+    pack = HEADER.pack
+    pieces = []
+    for rel in range(0, len(body), step):
+        off = start + rel
+        chunk = body[rel : rel + step]
+        pieces.append(pack(word, message_seq, off >> 8, ((off & 0xFF) << 24) | len(chunk)) + chunk)
+    return pieces
+
+
 class ReassemblyResult(NamedTuple):
     """What one handshake record did to the reassembler (a NamedTuple: built per record)."""
 

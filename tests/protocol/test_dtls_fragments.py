@@ -492,3 +492,27 @@ def test_nss_server_hello_retry_request() -> None:
     assert seq == 0 and hrr[0] == 2 and hrr[4:6] == b"\xfe\xfd"
     assert r.add_record(records[1].fragment).new_messages == 1  # ServerHello, seq 1
     assert r.next_message() is not None
+
+
+def test_split_fragment_covers_the_same_bytes() -> None:
+    from protocol.dtls_flight import Flight, Fragment
+    from protocol.dtls_fragments import split_fragment
+    from records.record_numbers import RecordNumber
+
+    message = bytes((11,)) + (3000).to_bytes(3, "big") + bytes(range(256)) * 11 + bytes(184)
+    (whole,) = fragment_message(message, 7, 4000)
+    pieces = split_fragment(whole, 500)
+    assert len(pieces) == 7 and all(len(p) <= 500 for p in pieces)
+    reassembler = HandshakeReassembler()
+    reassembler.reset_to(7)
+    for piece in reversed(pieces):
+        reassembler.add_record(piece)
+    assert reassembler.next_message() == (7, message)
+    assert split_fragment(pieces[0], 500) == [pieces[0]]  # small enough already
+    # A flight re-cut after a transmission: an ACK of the old record covers every piece.
+    flight = Flight("certificate", needs_ack=True, fragments=[Fragment(2, whole)])
+    flight.carried(RecordNumber(2, 0), [0])
+    flight.shrink(lambda data: split_fragment(data, 500))
+    assert len(flight.pending()) == 7
+    flight.acknowledge([RecordNumber(2, 0)])
+    assert flight.complete

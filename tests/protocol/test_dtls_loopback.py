@@ -198,3 +198,18 @@ def test_ack_naming_a_later_epoch_is_illegal(pki_dir: Path) -> None:
     sim.run(until=1)
     failed = sim.of("server", ConnectionFailed)
     assert failed and failed[0].alert == 47  # illegal_parameter
+
+
+def test_retransmissions_back_off_to_smaller_datagrams(pki_dir: Path) -> None:
+    # RFC 9147 §4.4: a path whose MTU is below the configured one drops every large
+    # datagram; after two unanswered retransmissions the flight is cut to fit any path.
+    from protocol.dtls_connection import SMALL_DATAGRAM
+
+    sim = simulation(pki_dir, link=Link(mtu=SMALL_DATAGRAM))
+    assert sim.run_until(lambda: established(sim), limit=120)
+    assert sim.dropped > 0  # the first transmissions were too large
+    conn = sim.server.connections[0]
+    assert conn.retransmissions >= 2
+    sim.client.send_data(b"through the narrow path")
+    sim.run(until=1)
+    assert [e.data for e in sim.of("server", ApplicationData)] == [b"through the narrow path"]
