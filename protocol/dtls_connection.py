@@ -82,6 +82,9 @@ MAX_EARLY_APPLICATION_RECORDS = 32
 # IPv4 path carries (576-byte datagrams less IP and UDP headers).
 BACKOFF_AFTER_RETRANSMISSIONS = 2
 SMALL_DATAGRAM = 548
+# RFC 9147 §5.10: our fatal alert is sent again when the peer keeps sending (it may have
+# lost the first, alerts are never retransmitted), this many times at most.
+MAX_REPEATED_ALERTS = 3
 # RFC 9147 §5.8.1 suggests an ACK timer of 1/4 of the retransmission timer.
 ACK_DELAY_FRACTION = 0.25
 # Handshake message types that are single-message post-handshake flights needing an ACK.
@@ -144,6 +147,7 @@ class DTLSConnection:
         self._own_cid: bytes | None = None  # the CID we ask the peer to use (RFC 9146)
         self._cids = ConnectionIds()  # both directions' CIDs after the handshake (§9)
         self._peer_update_requested_at = -1  # read epoch whose integrity limit we reported
+        self._alerts_repeated = 0
         self.address_validated = True
         # RFC 8446 §4.2.10: bytes of accepted 0-RTT (epoch 1) data the server may still read.
         self._early_budget: int | None = None
@@ -166,6 +170,7 @@ class DTLSConnection:
     def receive_datagram(self, data: bytes, now: float) -> list[Event]:
         """Process one datagram from the peer; invalid records in it are dropped (§4.5.2)."""
         if self._state in ("failed", "closed"):
+            self._repeat_alert()
             return self._take_events()
         self._now = now
         self.datagrams_received += 1
@@ -838,6 +843,22 @@ class DTLSConnection:
             self._send_alert(alert)  # best effort: alerts are not retransmitted (§5.10)
         self._state = "failed"
         self._events.append(ConnectionFailed(alert, reason, by_peer=False))
+
+    def _repeat_alert(self) -> None:
+        """RFC 9147 §5.10: the peer sends on after our fatal alert, which it may have lost:
+        "SHOULD generate a new alert message if the offending record is received again"."""
+        error = self.error
+        if (
+            self._state != "failed"
+            or error is None
+            or error.alert is None
+            or error.by_peer
+            or self._alerts_repeated >= MAX_REPEATED_ALERTS
+        ):
+            return
+        self._alerts_repeated += 1
+        with contextlib.suppress(RecordError, ValueError):
+            self._send_alert(error.alert)
 
     def _live_flights(self) -> list[Flight]:
         flights = [f for f in self._post_flights if not f.complete]

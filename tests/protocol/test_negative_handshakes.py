@@ -849,3 +849,23 @@ def test_dtls_server_flight_in_one_datagram_completes_without_retransmission(pki
     assert pump.server.retransmissions == 0
     assert pump.client.retransmissions == 0
     assert pump.now - NOW < 1.0
+
+
+def test_dtls_alert_repeated_when_the_offending_record_comes_again(pki: Path) -> None:
+    # RFC 9147 §5.10: alerts are not retransmitted, but a repeated offender gets a new one.
+    from protocol.dtls_connection import MAX_REPEATED_ALERTS
+
+    server = dtls_server(pki, cookie_exchange=True)
+    hello = client_hello(
+        dtls=True, extensions=hello_extensions(supported_versions=(DTLS13,), cookie=os.urandom(48))
+    )
+    datagram = dtls_client_hello(hello)
+    server.receive_datagram(datagram, NOW)
+    first = server.datagrams_to_send(NOW)
+    assert len(first) == 1 and server.state == "failed"
+    repeats = []
+    for _ in range(MAX_REPEATED_ALERTS + 2):
+        assert server.receive_datagram(datagram, NOW) == []  # no second failure event
+        repeats.append(server.datagrams_to_send(NOW))
+    assert [len(r) for r in repeats] == [1] * MAX_REPEATED_ALERTS + [0, 0]
+    assert all(r[0][-1] == AD.illegal_parameter for r in repeats[:MAX_REPEATED_ALERTS])
