@@ -31,7 +31,7 @@ from .base import (
     Spec,
     random_tag,
 )
-from .process import HOST, PeerProcess, wait_bound
+from .process import HOST, PeerProcess, ProcessServer
 
 SUITES = {
     "TLS_AES_128_GCM_SHA256": "AES-128-GCM",
@@ -98,7 +98,9 @@ class GnuTLS(Peer):
         return GnuTLSClient(self, cell, spec, port)
 
 
-class GnuTLSServer(PeerServer):
+class GnuTLSServer(ProcessServer):
+    label = "gnutls-serv"
+
     def __init__(self, peer: GnuTLS, cell: Cell, spec: Spec) -> None:
         pki = cell.pki
         port = cell.ports.take()
@@ -131,27 +133,15 @@ class GnuTLSServer(PeerServer):
         self.argv = [str(a) for a in argv]
         self.cell = cell
         self.spec = spec
-        super().__init__(port, EchoApp(), self._start(port))
+        super().__init__(port, EchoApp())
         self.bulk_mode = "lines"
         # gnutls-serv has no way to decline 0-RTT of a ticket it can read: a fresh process
         # (new ticket key) rejects it with a full handshake instead
         self.reject_by_restart = True
 
-    def _start(self, port: int) -> PeerProcess:
-        process = self.cell.start(self.argv, "gnutls-serv", stdin="null")
-        wait_bound(process, port, udp=False, timeout=self.cell.timeout)
-        return process
-
-    def restart(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process = self._start(self.port)
-
     def finish(self, timeout: float) -> str:
         assert self.process is not None
-        if not self.process.alive():
-            raise CellFailure(f"gnutls-serv died: {self.process.error_line()}", self.process.log)
-        output = self.process.output()
+        output = self.alive_output()
         if self.spec.resumption and "This is a resumed session" not in output:
             raise CellFailure("gnutls-serv saw no resumed session", self.process.log)
         if "Error" in output and "Error in handshake" in output:

@@ -26,7 +26,7 @@ from .base import (
     Role,
     Spec,
 )
-from .process import HOST, PeerProcess, wait_bound
+from .process import HOST, ProcessServer
 
 SUITES = {
     "TLS_AES_128_GCM_SHA256": "TLS1-3-AES-128-GCM-SHA256",
@@ -97,7 +97,9 @@ class MbedTLS(Peer):
         return MbedClient(self, cell, spec, port)
 
 
-class MbedServer(PeerServer):
+class MbedServer(ProcessServer):
+    label = "ssl_server2"
+
     def __init__(self, peer: MbedTLS, cell: Cell, spec: Spec) -> None:
         self.peer, self.cell, self.spec = peer, cell, spec
         pki = cell.pki
@@ -115,25 +117,13 @@ class MbedServer(PeerServer):
         if spec.early_data:
             self.argv.append("max_early_data_size=16384")
         app = FixedApp(b"GET / HTTP/1.0\r\n\r\n", b"HTTP/1.0 200 OK", until_close=True)
-        super().__init__(port, app, self._start(port))
+        super().__init__(port, app)
         self.reject_by_restart = True  # early_data=1 always accepts; a new process cannot
         # read the old ticket
 
-    def _start(self, port: int) -> PeerProcess:
-        process = self.cell.start(self.argv, "ssl_server2", stdin="null")
-        wait_bound(process, port, udp=False, timeout=self.cell.timeout)
-        return process
-
-    def restart(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process = self._start(self.port)
-
     def finish(self, timeout: float) -> str:
         assert self.process is not None
-        if not self.process.alive():
-            raise CellFailure(f"ssl_server2 died: {self.process.error_line()}", self.process.log)
-        output = self.process.output()
+        output = self.alive_output()
         failed = [line for line in output.splitlines() if "! mbedtls_ssl_" in line]
         if failed:
             raise CellFailure(f"ssl_server2: {failed[0].strip()}", self.process.log)

@@ -37,7 +37,7 @@ from .base import (
     StdioApp,
     random_tag,
 )
-from .process import HOST, PeerProcess, wait_bound
+from .process import HOST, ProcessServer, wait_bound
 
 SUITES = {
     "TLS_AES_128_GCM_SHA256": ":1301",
@@ -207,9 +207,12 @@ class NSS(Peer):
         return len(f"ping-{random_tag(RSL_PAYLOAD if spec.record_size_limit else 0)}\n")
 
 
-class SelfServ(PeerServer):
+class SelfServ(ProcessServer):
+    label = "selfserv"
+
     def __init__(self, peer: NSS, cell: Cell, spec: Spec) -> None:
         self.peer, self.cell, self.spec = peer, cell, spec
+        self.env = peer.env
         port = cell.ports.take()
         argv: list[str | Path] = [
             peer.exe("selfserv"),
@@ -227,26 +230,14 @@ class SelfServ(PeerServer):
         if spec.early_data:
             argv.append("-Z")
         self.argv = argv
-        super().__init__(port, HttpEchoApp(), self._start(port))
+        super().__init__(port, HttpEchoApp())
         self.reject_by_restart = True  # selfserv accepts 0-RTT whenever -Z is on
         # NSS's anti-replay context rejects all 0-RTT during its first window (tls13replay.c:
         # it cannot know the ClientHellos seen before it started)
         self.early_data_delay = 10.5  # selfserv: SSL_CreateAntiReplayContext(now, 10 s, ...)
 
-    def _start(self, port: int) -> PeerProcess:
-        process = self.cell.start(self.argv, "selfserv", env=self.peer.env, stdin="null")
-        wait_bound(process, port, udp=False, timeout=self.cell.timeout)
-        return process
-
-    def restart(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process = self._start(self.port)
-
     def finish(self, timeout: float) -> str:
-        assert self.process is not None
-        if not self.process.alive():
-            raise CellFailure(f"selfserv died: {self.process.error_line()}", self.process.log)
+        self.alive_output()
         return ""
 
 

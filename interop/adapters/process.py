@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .base import CellFailure
+from .base import App, Cell, CellFailure, PeerServer
 
 HOST = "127.0.0.1"
 # Below net.ipv4.ip_local_port_range (32768-60999): no outgoing connection takes these.
@@ -204,3 +204,36 @@ def wait_bound(process: PeerProcess, port: int, *, udp: bool, timeout: float) ->
         if time.monotonic() > deadline:
             raise CellFailure(f"{process.name} never listened on port {port}", process.log)
         time.sleep(0.02)
+
+
+class ProcessServer(PeerServer):
+    """A peer server that is one external process listening on ``port``: started (and
+    restarted, which gives it new ticket keys) from ``argv``; its ``finish`` checks it is
+    still alive before the adapter reads its verdict."""
+
+    cell: Cell
+    argv: Sequence[str | Path]
+    label = "server"  # log name
+    udp = False
+    env: Mapping[str, str] | None = None
+    cwd: Path | None = None
+
+    def __init__(self, port: int, app: App) -> None:
+        super().__init__(port, app, self._start(port))
+
+    def _start(self, port: int) -> PeerProcess:
+        process = self.cell.start(self.argv, self.label, env=self.env, cwd=self.cwd, stdin="null")
+        wait_bound(process, port, udp=self.udp, timeout=self.cell.timeout)
+        return process
+
+    def restart(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process = self._start(self.port)
+
+    def alive_output(self) -> str:
+        """The process's output so far; CellFailure if it died."""
+        assert self.process is not None
+        if not self.process.alive():
+            raise CellFailure(f"{self.label} died: {self.process.error_line()}", self.process.log)
+        return self.process.output()

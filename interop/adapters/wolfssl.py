@@ -25,7 +25,7 @@ from .base import (
     Role,
     Spec,
 )
-from .process import PeerProcess, wait_bound
+from .process import PeerProcess, ProcessServer
 
 SUITES = {
     "TLS_AES_128_GCM_SHA256": "TLS13-AES128-GCM-SHA256",
@@ -134,11 +134,15 @@ def _verdict(process: PeerProcess, what: str) -> int | None:
     return code
 
 
-class WolfServer(PeerServer):
+class WolfServer(ProcessServer):
+    label = "wolf-server"
+
     def __init__(self, peer: WolfSSL, cell: Cell, spec: Spec) -> None:
         self.peer = peer
         self.cell = cell
         self.spec = spec
+        self.cwd = peer.cwd
+        self.udp = spec.dtls
         pki = cell.pki
         port = cell.ports.take()
         argv: list[str | Path] = [
@@ -169,22 +173,16 @@ class WolfServer(PeerServer):
         if spec.early_data:
             argv.append("-0")
         self.argv = argv
-        super().__init__(port, EchoApp(), self._start(port))
+        super().__init__(port, EchoApp())
         self.bulk_mode = "echo"
         # A wolfSSL server reads 0-RTT whenever -0 is on; rejection is shown by a fresh
         # server (new ticket key): full handshake, early data declined.
         self.reject_by_restart = True
 
-    def _start(self, port: int) -> PeerProcess:
-        process = self.cell.start(self.argv, "wolf-server", cwd=self.peer.cwd, stdin="null")
-        wait_bound(process, port, udp=self.spec.dtls, timeout=self.cell.timeout)
-        return process
-
     def restart(self) -> None:
         assert self.process is not None
-        self.process.finish(2.0)
-        self.process.kill()
-        self.process = self._start(self.port)
+        self.process.finish(2.0)  # wolfSSL's server exits after its connection
+        super().restart()
 
     def finish(self, timeout: float) -> str:
         assert self.process is not None
