@@ -313,6 +313,8 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
         print("warning: --insecure: the server's certificate is NOT verified", file=sys.stderr)
     if (args.cert is None) != (args.key is None):
         raise CLIError("invalid configuration: --cert and --key go together")
+    if args.post_handshake_auth and args.transport == "dtls":
+        raise CLIError("invalid configuration: --post-handshake-auth is TLS only")
     store = None
     if args.sess_in is not None or args.sess_out is not None:
         store = CLISessionStore(args.sess_in, args.sess_out)
@@ -332,6 +334,7 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
         keylog=args.keylog,
         trace=args.trace_hook,
         dangerously_skip_certificate_verification=args.insecure,
+        post_handshake_auth=args.post_handshake_auth,
         **_dtls_settings(args, server=False),
     )
 
@@ -648,6 +651,10 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     _validate_names(args)
     if args.verify_client and args.cafile is None:
         raise CLIError("invalid configuration: --verify-client needs --cafile")
+    if args.post_handshake_auth and (args.transport == "dtls" or args.cafile is None):
+        raise CLIError(
+            "invalid configuration: --post-handshake-auth is TLS only and needs --cafile"
+        )
     if (args.cert is None) != (args.key is None):
         raise CLIError("invalid configuration: --cert and --key go together")
     psk = external_psk(args)
@@ -674,7 +681,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         certfile=args.cert,
         keyfile=args.key,
         cafile=args.cafile,
-        verify_client=args.verify_client,
+        # With --post-handshake-auth the certificate is asked for after the handshake.
+        verify_client=args.verify_client and not args.post_handshake_auth,
         request_client_certificate=args.request_cert,
         always_hello_retry=args.hrr,
         tls_cookie=args.hrr,
@@ -805,6 +813,8 @@ class TLSServerRun:
         try:
             if self.args.key_update:
                 writer.key_update(request=True)
+            if self.args.post_handshake_auth:
+                await self._authenticate_client(peer, writer)
             if self.args.mode == "www":
                 await _serve_www(reader, writer)
             else:
@@ -819,6 +829,15 @@ class TLSServerRun:
             with contextlib.suppress(OSError, ProtocolError):
                 await writer.wait_closed()
             self._connection_done(ok)
+
+    async def _authenticate_client(self, peer: str, writer: TLSStreamWriter) -> None:
+        """--post-handshake-auth: a CertificateRequest right after the handshake (RFC 8446
+        §4.6.2); with --verify-client an answer without a certificate ends the connection."""
+        if not writer.connection.post_handshake_auth_offered:  # type: ignore[attr-defined]
+            self._log(f"{peer} post-handshake authentication: not offered by the client")
+            return
+        answer = await writer.request_client_certificate(required=self.args.verify_client)
+        self._log(f"{peer} post-handshake authentication: {answer.subject or 'no certificate'}")
 
     async def serve(self) -> int:
         self.finished = asyncio.Event()
@@ -1099,6 +1118,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--request-cert", action="store_true", help="ask for a client certificate but accept none"
     )
     server.add_argument(
+        "--post-handshake-auth",
+        action="store_true",
+        help="TLS: ask for the client's certificate after the handshake (RFC 8446 §4.6.2), "
+        "when the client offers it; --verify-client makes the answer mandatory",
+    )
+    server.add_argument(
         "--mode",
         choices=("echo", "www"),
         default="echo",
@@ -1158,6 +1183,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     client.add_argument("--cert", type=Path, metavar="PEM", help="client certificate chain")
     client.add_argument("--key", type=Path, metavar="PEM", help="client private key")
+    client.add_argument(
+        "--post-handshake-auth",
+        action="store_true",
+        help="TLS: offer post-handshake authentication and answer a later request with "
+        "--cert/--key (RFC 8446 §4.6.2)",
+    )
     client.add_argument(
         "--pin-sha256",
         action="append",

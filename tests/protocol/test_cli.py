@@ -296,6 +296,31 @@ def test_client_certificate(pki: Path, server_factory: ServerFactory) -> None:
     assert "peer=CN=tls13 client" in server.stderr[1]
 
 
+def test_post_handshake_authentication(pki: Path, server_factory: ServerFactory) -> None:
+    # RFC 8446 §4.6.2 from the command line: the server asks after the handshake.
+    server = server_factory(
+        "--once", "--post-handshake-auth", "--verify-client", "--cafile", str(pki / "ca.pem")
+    )
+    result = client(
+        pki,
+        server.port,
+        "--cert",
+        str(pki / "client.pem"),
+        "--key",
+        str(pki / "client.key"),
+        "--post-handshake-auth",
+        "--send",
+        "after the handshake",
+        "--timeout",
+        "0.5",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"after the handshake"
+    assert server.wait() == 0
+    assert "peer=" not in server.stderr[1]  # no certificate in the handshake itself
+    assert "post-handshake authentication: CN=tls13 client" in server.stderr[2]
+
+
 # -- failures: exit status and exactly one line -------------------------------------------------
 
 
