@@ -358,6 +358,30 @@ def test_our_server_verifies_gnutls_cli_certificate(processes: Processes, peer_p
     assert "CN=tls13 client" in (server.handshake.peer_certificate_subject or "")
 
 
+def test_our_server_authenticates_gnutls_cli_after_the_handshake(
+    processes: Processes, peer_pki: Path
+) -> None:
+    """RFC 8446 §4.6.2: ``gnutls-cli --post-handshake-auth`` answers our later request."""
+    subjects: list[str | None] = []
+
+    def handler(tls: TLSSocket) -> None:
+        first = tls.recv()
+        subjects.append(tls.request_client_certificate().subject)
+        tls.sendall(first)
+        echo_handler(tls)
+
+    config = server_config(peer_pki, cafile=peer_pki / "ca.pem")
+    with our_server(config, handler) as server:
+        client = gnutls_cli(processes, peer_pki, server.port, "--post-handshake-auth",
+                            "--x509certfile", str(peer_pki / "client.pem"),
+                            "--x509keyfile", str(peer_pki / "client.key"))  # fmt: skip
+        cli_connected(client)
+        cli_line(client, "pha")
+        cli_finish(client, server)
+    assert server.handshake is not None and not server.handshake.client_authenticated
+    assert subjects and "CN=tls13 client" in (subjects[0] or "")
+
+
 def test_our_server_refuses_gnutls_cli_without_certificate(
     processes: Processes, peer_pki: Path
 ) -> None:
