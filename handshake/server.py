@@ -292,7 +292,10 @@ class ServerHandshake:
         selection = self._select(hello, raw)
         self._first_hello = hello
         self.early_data_offered = hello.extensions.early_data
-        if selection.needs_retry or (self.config.always_hello_retry and not self._hello_retry):
+        always_retry = self.config.always_hello_retry and not self._hello_retry
+        if not (selection.needs_retry or always_retry):
+            selection = self._claim_ticket(hello, raw, selection)
+        if selection.needs_retry or always_retry:
             actions = self._hello_retry_request(hello, selection, raw)
             if self.early_data_offered:
                 # RFC 8446 §4.2.10: HelloRetryRequest rejects 0-RTT; skip what was sent.
@@ -335,7 +338,7 @@ class ServerHandshake:
             raise HandshakeError(
                 AlertDescription.illegal_parameter, "early_data offered after HelloRetryRequest"
             )
-        selection = self._select(hello, raw)
+        selection = self._claim_ticket(hello, raw, self._select(hello, raw))
         shares = hello.extensions.key_share_entries or ()
         if selection.suite != previous.suite:
             raise HandshakeError(
@@ -365,7 +368,9 @@ class ServerHandshake:
         )
         return self._server_flight(hello, selection, raw)
 
-    def _select(self, hello: ClientHello, raw: bytes) -> Selection:
+    def _select(
+        self, hello: ClientHello, raw: bytes, skip: frozenset[bytes] = frozenset()
+    ) -> Selection:
         ext = hello.extensions
         cfg = self.config
         if hello.legacy_cookie:
@@ -383,7 +388,7 @@ class ServerHandshake:
         if suite is None:
             raise HandshakeError(AlertDescription.handshake_failure, "no cipher suite in common")
         alpn = self._choose_alpn(ext.alpn)
-        psk = self._choose_psk(hello, raw, alpn)
+        psk = self._choose_psk(hello, raw, alpn, skip)
         if psk is not None:
             return self._psk_selection(hello, psk, alpn)
         if cfg.psk_only or not cfg.credentials:
@@ -419,7 +424,9 @@ class ServerHandshake:
 
     # -- pre-shared keys (RFC 8446 §4.2.9, §4.2.11) ----------------------------------------
 
-    def _choose_psk(self, hello: ClientHello, raw: bytes, alpn: bytes | None) -> ChosenPsk | None:
+    def _choose_psk(
+        self, hello: ClientHello, raw: bytes, alpn: bytes | None, skip: frozenset[bytes]
+    ) -> ChosenPsk | None:
         ext = hello.extensions
         offered = ext.pre_shared_key
         if offered is None:
@@ -435,6 +442,8 @@ class ServerHandshake:
         if mode is None:
             return None  # §4.2.9: no mode in common, the PSKs are unusable
         for index, identity in enumerate(offered.identities):
+            if identity.identity in skip:
+                continue
             found = self._lookup_psk(identity.identity, hello, alpn)
             if found is None:
                 continue
@@ -505,6 +514,20 @@ class ServerHandshake:
             if code in hello.cipher_suites and CIPHER_SUITES[code].hash_name == hash_name:
                 return CIPHER_SUITES[code]
         return None
+
+    def _claim_ticket(self, hello: ClientHello, raw: bytes, selection: Selection) -> Selection:
+        """§8.1 single-use tickets: the ticket is taken now, for the hello we answer with a
+        ServerHello (atomically, so servers sharing a ReplayStore agree); one that another
+        handshake took first is passed over as if unknown."""
+        psk, manager = selection.psk, self.config.tickets
+        skip: frozenset[bytes] = frozenset()
+        while psk is not None and psk.ticket is not None and manager is not None:
+            if manager.consume(psk.identity, psk.ticket, self._now):
+                break
+            skip |= {psk.identity}
+            selection = self._select(hello, raw, skip)
+            psk = selection.psk
+        return selection
 
     def _psk_selection(self, hello: ClientHello, psk: ChosenPsk, alpn: bytes | None) -> Selection:
         ticket = psk.ticket
@@ -732,8 +755,6 @@ class ServerHandshake:
         early: bytes | None = None
         if psk is not None:
             schedule.set_psk(psk.key)
-            if psk.ticket is not None and self.config.tickets is not None:
-                self.config.tickets.consume(psk.identity, psk.ticket, self._now)
             if self._accept_early_data(hello, selection):
                 # §7.1: client_early_traffic_secret over Transcript-Hash(ClientHello).
                 early = schedule.client_early_traffic_secret(self._transcript.digest())

@@ -7,7 +7,10 @@ the original connection authenticated the client (with a hash of its chain).
 
 Anti-replay (§8) is the ``TicketManager``'s: optional single-use tickets (used ticket ids are
 remembered until they expire, bounded), and for 0-RTT a ClientHello recording keyed by the
-binder within a freshness window (§8.2, §8.3), also bounded.
+binder within a freshness window (§8.2, §8.3), also bounded. Both live in a ``ReplayStore``:
+in memory by default; servers that share ticket keys share one store (e.g. backed by a
+database's atomic insert) so that each ticket or ClientHello is accepted once across them all
+(§8: "at most once ... across the serving infrastructure").
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -197,16 +201,38 @@ class TicketKeyRing:
             return None
 
 
-class _BoundedExpiry:
-    """Keys remembered until their expiry, at most ``limit`` of them (oldest dropped)."""
+class ReplayStore(Protocol):
+    """Remembers keys until they expire. ``seen`` and ``add`` must see every server's
+    entries when stores are shared; ``add_if_new`` must be atomic (check and insert as one
+    step), as two servers may get the same replayed ClientHello at once."""
 
-    def __init__(self, limit: int) -> None:
+    def seen(self, key: bytes, now: float) -> bool: ...
+
+    def add_if_new(self, key: bytes, expiry: float, now: float) -> bool:
+        """Record ``key`` until ``expiry``; False if it was already there (and live)."""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+class MemoryReplayStore:
+    """Keys remembered until their expiry, at most ``limit`` of them (oldest dropped): one
+    process's memory. The bound trades safety for memory: under a flood of distinct keys the
+    oldest are forgotten early (size it for the expected rate x the retention time)."""
+
+    def __init__(self, limit: int = DEFAULT_REPLAY_CACHE) -> None:
         self._limit = limit
         self._entries: OrderedDict[bytes, float] = OrderedDict()
 
     def seen(self, key: bytes, now: float) -> bool:
         expiry = self._entries.get(key)
         return expiry is not None and expiry > now
+
+    def add_if_new(self, key: bytes, expiry: float, now: float) -> bool:
+        if self.seen(key, now):
+            return False
+        self.add(key, expiry, now)
+        return True
 
     def add(self, key: bytes, expiry: float, now: float) -> None:
         entries = self._entries
@@ -235,6 +261,7 @@ class TicketManager:
         freshness_window: float = DEFAULT_FRESHNESS_WINDOW,
         replay_cache_size: int = DEFAULT_REPLAY_CACHE,
         used_tickets_size: int = DEFAULT_USED_TICKETS,
+        replay_store: ReplayStore | None = None,
     ) -> None:
         if not 0 <= lifetime <= MAX_TICKET_LIFETIME:
             raise ValueError("ticket lifetime is 0..604800 seconds (RFC 8446 §4.6.1)")
@@ -246,8 +273,15 @@ class TicketManager:
         self.max_early_data = max_early_data
         self.single_use = single_use
         self.freshness_window = freshness_window
-        self._used = _BoundedExpiry(used_tickets_size)
-        self._recorded = _BoundedExpiry(replay_cache_size)
+        # One store may serve both uses: used-ticket ids and binder hashes never collide
+        # (they are prefixed).
+        # (``is None``: an empty store is falsy, having __len__.)
+        self._used: ReplayStore = (
+            MemoryReplayStore(used_tickets_size) if replay_store is None else replay_store
+        )
+        self._recorded: ReplayStore = (
+            MemoryReplayStore(replay_cache_size) if replay_store is None else replay_store
+        )
 
     # -- sealing (overridable, e.g. to stand in for another server's tickets in tests) ------
 
@@ -266,14 +300,17 @@ class TicketManager:
         state = self.unseal(ticket)
         if state is None or state.expired(now):
             return None
-        if self.single_use and self._used.seen(_ticket_id(ticket), now):
+        if self.single_use and self._used.seen(_USED + _ticket_id(ticket), now):
             return None
         return state
 
-    def consume(self, ticket: bytes, state: TicketState, now: float) -> None:
-        """Single-use mode (§8.1): the ticket resumes once within its lifetime."""
-        if self.single_use:
-            self._used.add(_ticket_id(ticket), state.created + state.lifetime, now)
+    def consume(self, ticket: bytes, state: TicketState, now: float) -> bool:
+        """Single-use mode (§8.1): the ticket resumes once within its lifetime; False when
+        it was used already (by another connection, or another server sharing the store)."""
+        if not self.single_use:
+            return True
+        expiry = state.created + state.lifetime
+        return self._used.add_if_new(_USED + _ticket_id(ticket), expiry, now)
 
     def early_data_acceptable(
         self, state: TicketState, obfuscated_age: int, binder: bytes, now: float
@@ -282,15 +319,15 @@ class TicketManager:
         its binder, unique per ClientHello) within the freshness window."""
         if state.client_age_error(obfuscated_age, now) > self.freshness_window:
             return False
-        key = hashlib.sha256(binder).digest()
-        if self._recorded.seen(key, now):
-            return False
-        self._recorded.add(key, now + 2 * self.freshness_window, now)
-        return True
+        key = _RECORDED + hashlib.sha256(binder).digest()
+        return self._recorded.add_if_new(key, now + 2 * self.freshness_window, now)
 
     @property
     def replay_entries(self) -> int:
         return len(self._recorded)
+
+
+_USED, _RECORDED = b"u", b"c"  # key prefixes: a shared store holds both kinds
 
 
 def _ticket_id(ticket: bytes) -> bytes:

@@ -24,6 +24,7 @@ from handshake.tickets import (
     DEFAULT_FRESHNESS_WINDOW,
     DEFAULT_TICKET_COUNT,
     DEFAULT_TICKET_LIFETIME,
+    ReplayStore,
     TicketKeyRing,
     TicketManager,
 )
@@ -224,6 +225,10 @@ class ServerConfig(_Common):
     ticket_lifetime: int = DEFAULT_TICKET_LIFETIME  # seconds, at most 7 days
     ticket_keys: TicketKeyRing | None = None
     single_use_tickets: bool = False
+    # Anti-replay memory (used single-use tickets, 0-RTT ClientHellos; RFC 8446 §8): per
+    # config in memory when None. Servers sharing ``ticket_keys`` share one store to accept
+    # each ticket or ClientHello once across all of them.
+    replay_store: ReplayStore | None = None
     max_early_data: int = 0
     early_data_window: float = DEFAULT_FRESHNESS_WINDOW
     # identity -> key, for certificate-less deployments (RFC 8446 §2.2)
@@ -256,6 +261,7 @@ class ServerConfig(_Common):
                 max_early_data=self.max_early_data,
                 single_use=self.single_use_tickets,
                 freshness_window=self.early_data_window,
+                replay_store=self.replay_store,
             )
         object.__setattr__(self, "_tickets", manager)
         anchors = _anchors(self.cafile, self.ca_certificates)

@@ -222,3 +222,40 @@ def test_not_sent_without_early_data(pki_dir: Path) -> None:
     server = server_config(pki_dir)
     session = ticket(pki_dir, server)
     assert statuses(resume(pki_dir, server, session)) == ("not_sent", "not_sent")
+
+
+def test_servers_sharing_keys_and_a_replay_store_accept_0rtt_once(pki_dir: Path) -> None:
+    # RFC 8446 §8: "at most once ... across the serving infrastructure": two servers share
+    # ticket keys and one ReplayStore; a ClientHello replayed to the second one loses 0-RTT.
+    from handshake.tickets import MemoryReplayStore
+
+    keys, store = TicketKeyRing(), MemoryReplayStore()
+    first_server = server_config(pki_dir, ticket_keys=keys, replay_store=store)
+    second_server = server_config(pki_dir, ticket_keys=keys, replay_store=store)
+    session = ticket(pki_dir, first_server)
+    client = TLSClientConnection(client_config(pki_dir), session=session)
+    client.send_early_data(REQUEST)
+    client.start(NOW + 1)
+    flight = client.data_to_send()
+    events = TLSServerConnection(first_server).receive_data(flight, NOW + 1)
+    assert [e.data for e in events if isinstance(e, EarlyDataReceived)] == [REQUEST]
+    replayed = TLSServerConnection(second_server).receive_data(flight, NOW + 2)
+    assert not [e for e in replayed if isinstance(e, (EarlyDataReceived, ConnectionFailed))]
+    # Without the shared store the second server would have taken it: its own memory.
+    alone = server_config(pki_dir, ticket_keys=keys)
+    again = TLSServerConnection(alone).receive_data(flight, NOW + 2)
+    assert [e.data for e in again if isinstance(e, EarlyDataReceived)] == [REQUEST]
+
+
+def test_single_use_tickets_across_servers_sharing_a_replay_store(pki_dir: Path) -> None:
+    from handshake.tickets import MemoryReplayStore
+
+    keys, store = TicketKeyRing(), MemoryReplayStore()
+    servers = [
+        server_config(pki_dir, ticket_keys=keys, replay_store=store, single_use_tickets=True)
+        for _ in range(2)
+    ]
+    session = ticket(pki_dir, servers[0])
+    assert resume(pki_dir, servers[0], session).of("server", HandshakeComplete)[0].resumed
+    second = resume(pki_dir, servers[1], session)
+    assert not second.of("server", HandshakeComplete)[0].resumed  # a full handshake instead
