@@ -121,8 +121,10 @@ class Prober:
         cafile: Path | None = None,
         timeout: float = 5.0,
         traces: Path = TRACES,
+        only: Sequence[str] = (),
     ) -> None:
         self.host = host
+        self.only = {name.lower() for name in only}  # probe names to run (all when empty)
         self.port = port
         self.dtls = dtls
         self.server_name = server_name or host
@@ -225,11 +227,15 @@ class Prober:
             ("cipher suites", self.suites),
             ("groups", self.groups),
             ("HRR", self.hello_retry),
+            # Last: the probes a server may end the connection over (and stop answering).
+            ("CID updates", self.connection_id_updates),
             ("corrupted record", self.corrupted_record),
             ("malformed ClientHellos", self.bad_client_hellos),
         ]
         if not self.dtls:
-            probes.pop(0)
+            probes = [p for p in probes if p[0] not in ("Connection ID", "CID updates")]
+        if self.only:
+            probes = [p for p in probes if p[0].lower() in self.only]
         try:
             if not self.baseline():
                 return self.report
@@ -478,6 +484,27 @@ class Prober:
         else:
             self.report.add("Connection ID", "no" if detail == "none" else "yes", detail)
 
+    def connection_id_updates(self) -> None:
+        """RFC 9147 §9: with CIDs negotiated, ask the server for a spare one."""
+
+        def check(cell: Cell, chan: Any) -> str:
+            conn = chan.connection
+            if not conn.cid_sent:
+                return "n/a: the server gave no CID"
+            conn.request_connection_ids(1)
+            try:
+                _talk(chan, self.timeout)
+            except CellFailure as exc:
+                return f"no: {exc}"
+            spares = conn.spare_connection_ids
+            if spares:
+                return f"yes: RequestConnectionId answered with {len(spares)} spare CID"
+            return "no: RequestConnectionId not answered (§9: SHOULD answer)"
+
+        ok, detail, cell = self.attempt("cid-update", {"cid_length": 8}, check)
+        status = detail.split(":", 1)[0] if ok else "deviation"
+        self.report.add("CID updates", status, detail, None if ok else self.keep(cell))
+
     def corrupted_record(self) -> None:
         cell = self._cell("corrupted-record")
         try:
@@ -724,6 +751,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=5.0, help="per wait (default 5 s)")
     parser.add_argument("--json", type=Path, help="also write the findings as JSON")
     parser.add_argument("--traces", type=Path, default=TRACES, help="where failing traces go")
+    parser.add_argument(
+        "--only",
+        metavar="PROBES",
+        help="comma-separated probe names to run after the baseline handshake, e.g. "
+        "'CID updates,KeyUpdate' (default: all)",
+    )
     args = parser.parse_args(argv)
     host, port = args.target
     prober = Prober(
@@ -734,6 +767,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cafile=args.cafile,
         timeout=args.timeout,
         traces=args.traces,
+        only=[name.strip() for name in args.only.split(",")] if args.only else (),
     )
     report = prober.run()
     print(report.text())

@@ -241,3 +241,33 @@ def test_probe_wolfssl_dtls_with_cid(
     assert "server's CID 8 B" in detail(found, "Connection ID"), text  # "wolfcid1"
     assert status(found, "KeyUpdate") == "yes", text
     assert status(found, "resumption") == "yes", text
+
+
+def test_probe_wolfssl_cid_updates(
+    pki: Path, tmp_path: Path, ports: PortPool, servers: list[PeerProcess]
+) -> None:
+    # wolfSSL implements no RFC 9147 §9 message: RequestConnectionId -> unexpected_message
+    # (and its example server then stops: hence a server of its own, and --only).
+    port = ports.take()
+    wolfssl_server(servers, pki, tmp_path, port, "-u", "--cid", "wolfcid1")
+    found = probe(f"127.0.0.1:{port}", pki, tmp_path, "--dtls", "--only", "CID updates")
+    text = found["_text"]["detail"]
+    assert status(found, "handshake") == "yes", text
+    assert status(found, "CID updates") == "no", text
+    assert "unexpected_message" in detail(found, "CID updates"), text
+    assert "KeyUpdate" not in found, text  # --only ran just the one probe
+
+
+def test_probe_our_dtls_server_answers_cid_requests(
+    pki: Path, tmp_path: Path, ports: PortPool, servers: list[PeerProcess]
+) -> None:
+    port = ports.take()
+    argv: list[str | Path] = [
+        sys.executable, "-m", "protocol", "server", "--dtls", "--cid-length", "6",
+        "--listen", f"127.0.0.1:{port}", "--cert", pki / "server.pem", "--key", pki / "server.key",
+    ]  # fmt: skip
+    start(servers, argv, tmp_path / "ours.log", port, udp=True, cwd=ROOT)
+    found = probe(f"127.0.0.1:{port}", pki, tmp_path, "--dtls", "--only", "CID updates")
+    text = found["_text"]["detail"]
+    assert status(found, "CID updates") == "yes", text
+    assert "1 spare CID" in detail(found, "CID updates"), text
