@@ -537,6 +537,7 @@ def dtls_fields(dtls: DTLSSocket) -> dict[str, Any]:
         "handshake_complete": conn.handshake_complete,
         "cid_sent": _hex(conn.cid_sent),
         "cid_received": _hex(conn.cid_received),
+        "cid_spare": [cid.hex() for cid in conn.spare_connection_ids],
         "retransmissions": conn.retransmissions,
         "datagrams_sent": conn.datagrams_sent,
         "datagrams_received": conn.datagrams_received,
@@ -573,6 +574,8 @@ def run_dtls_client(
         phase = "handshake"
         outcome.handshake = dtls.do_handshake(handshake_timeout)
         phase = "data"
+        if args.request_cids:
+            dtls.connection.request_connection_ids(args.request_cids)
         if args.verbose:
             line = f"{parameters_line(outcome.handshake)} {dtls_line(dtls_fields(dtls))}"
             print(f"connected: {line}", file=sys.stderr)
@@ -1036,6 +1039,7 @@ _DTLS_ONLY = {
     "retransmit_initial": "--retransmit-initial",
     "max_retransmits": "--max-retransmits",
     "no_cookie": "--no-cookie",
+    "request_cids": "--request-cids",
 }
 
 
@@ -1075,6 +1079,14 @@ def _add_dtls_options(p: argparse.ArgumentParser, *, server: bool = False) -> No
         metavar="N",
         help="retransmissions of one flight before giving up (default 6)",
     )
+    if not server:
+        group.add_argument(
+            "--request-cids",
+            type=_int_in(1, 255),
+            metavar="N",
+            help="after the handshake ask the server for N spare Connection IDs "
+            "(RequestConnectionId, RFC 9147 §9); they show as cid_spare in the summary",
+        )
     if server:
         group.add_argument(
             "--no-cookie",

@@ -249,6 +249,8 @@ def test_connection_ids_both_ways(
         server.port,
         "--cid-length",
         "4",
+        "--request-cids",
+        "2",
         "--send",
         "with CIDs",
         "--timeout",
@@ -262,6 +264,9 @@ def test_connection_ids_both_ways(
     # cid_sent: what our records carry (the server's choice); cid_received: ours.
     assert re.fullmatch(r"[0-9a-f]{16}", summary["cid_sent"])
     assert re.fullmatch(r"[0-9a-f]{8}", summary["cid_received"])
+    # RequestConnectionId (RFC 9147 §9): two spares of the server's length
+    assert len(summary["cid_spare"]) == 2
+    assert all(re.fullmatch(r"[0-9a-f]{16}", cid) for cid in summary["cid_spare"])
     assert server.wait() == 0
     line = server.stderr[1]
     assert f"cid_sent={summary['cid_received']}" in line
