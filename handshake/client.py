@@ -38,7 +38,6 @@ from .common import (
     certificate_verify_message,
     check_certificate_verify,
     check_finished,
-    choose_scheme,
     finished_message,
     install,
     legacy_version_for,
@@ -47,7 +46,7 @@ from .common import (
     unexpected,
     version_for,
 )
-from .config import Credential, HandshakeConfig
+from .config import HandshakeConfig
 from .entry_extensions import refuse_unsolicited_entry_extensions
 from .groups import KeyShare, generate_key_share
 from .key_schedule import KeySchedule
@@ -72,7 +71,7 @@ from .messages import (
     ServerHello,
     encode_message,
 )
-from .post_handshake_auth import answer_request
+from .post_handshake_auth import answer_request, pick_client_credential
 from .psk import (
     MAX_TICKET_LIFETIME,
     PSK_DHE_KE,
@@ -727,21 +726,13 @@ class ClientHandshake:
         request = self._certificate_request
         if request is None:
             return []
-        credential, scheme = self._pick_credential(request)
+        credential, scheme = pick_client_credential(self.config.credentials, request)
         actions: list[Action] = [self._send(Epoch.HANDSHAKE, certificate_message(b"", credential))]
         if credential is not None and scheme is not None:
             cv = certificate_verify_message(credential, scheme, False, self._transcript)
             actions.append(self._send(Epoch.HANDSHAKE, cv))
         self._client_certificate_sent = credential is not None
         return actions
-
-    def _pick_credential(self, request: CertificateRequest) -> tuple[Credential | None, int | None]:
-        schemes = request.extensions.signature_algorithms or ()
-        for credential in self.config.credentials:
-            scheme = choose_scheme(credential, schemes)
-            if scheme is not None:
-                return credential, scheme
-        return None, None
 
     # -- post-handshake -------------------------------------------------------------------------
 

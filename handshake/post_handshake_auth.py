@@ -64,7 +64,7 @@ def answer_request(
         raise HandshakeError(
             AlertDescription.missing_extension, "CertificateRequest lacks signature_algorithms"
         )
-    credential, scheme = _pick_credential(config.credentials, schemes)
+    credential, scheme = pick_client_credential(config.credentials, request)
     transcript = base.copy()
     transcript.add(raw)
     context = request.certificate_request_context
@@ -79,14 +79,24 @@ def answer_request(
     return actions
 
 
-def _pick_credential(
-    credentials: tuple[Credential, ...], schemes: tuple[int, ...]
+def pick_client_credential(
+    credentials: tuple[Credential, ...], request: CertificateRequest
 ) -> tuple[Credential | None, int | None]:
+    """The client's answer to a CertificateRequest (RFC 8446 §4.4.2.3): the first chain whose
+    key signs a requested scheme, preferring one from a CA the request names in
+    certificate_authorities (§4.2.4); none when no key fits (an empty Certificate)."""
+    schemes = request.extensions.signature_algorithms or ()
+    wanted = frozenset(request.extensions.certificate_authorities or ())
+    fallback: tuple[Credential | None, int | None] = (None, None)
     for credential in credentials:
         scheme = choose_scheme(credential, schemes)
-        if scheme is not None:
+        if scheme is None:
+            continue
+        if not wanted or credential.issuer_names & wanted:
             return credential, scheme
-    return None, None
+        if fallback[0] is None:
+            fallback = (credential, scheme)
+    return fallback
 
 
 @dataclass

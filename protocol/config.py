@@ -151,6 +151,9 @@ class ClientConfig(_Common):
     pins_sha256: tuple[bytes | str, ...] = ()  # SPKI SHA-256 pins; any one matching passes
     certfile: PathLike | None = None  # for client authentication
     keyfile: PathLike | None = None
+    # More client chains: a CertificateRequest is answered with the first whose key fits,
+    # preferring one from a CA it names (certificate_authorities, RFC 8446 §4.2.4).
+    credentials: tuple[Credential, ...] = ()
     key_share_groups: int = 1
     compatibility_mode: bool = True
     # Turns off every certificate check. Only for tests against throwaway peers.
@@ -167,11 +170,11 @@ class ClientConfig(_Common):
     _dtls: HandshakeConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        credentials: tuple[Credential, ...] = ()
+        credentials = tuple(self.credentials)
         if self.certfile is not None:
             if self.keyfile is None:
                 raise ValueError("certfile needs keyfile")
-            credentials = (_credential(self.certfile, self.keyfile),)
+            credentials = (_credential(self.certfile, self.keyfile), *credentials)
         verification = PeerVerification(
             enabled=not self.dangerously_skip_certificate_verification,
             anchors=_anchors(self.cafile, self.ca_certificates),

@@ -56,3 +56,23 @@ def test_certificate_authorities_pick_the_chain(pkis: tuple[PKI, PKI]) -> None:
     assert server._choose_credential(schemes, None, None)[0] is creds[0]
     # server_name outranks certificate_authorities
     assert server._choose_credential(schemes, "a.example", (b_root,))[0] is creds[0]
+
+
+def test_client_answers_with_a_chain_from_a_named_ca(pkis: tuple[PKI, PKI]) -> None:
+    # The server trusts only CA "b" and names it in certificate_authorities (§4.2.4): the
+    # client with chains from both CAs answers with b's, though a's comes first.
+    a, b = pkis
+    client_creds = tuple(Credential(tuple(p.client.chain_der), p.client.private_key) for p in pkis)
+    server = ServerConfig(
+        credentials=(credential(a),),
+        ca_certificates=tuple(b.roots),
+        verify_client=True,
+    )
+    client = ClientConfig(
+        server_name="a.example", ca_certificates=tuple(a.roots), credentials=client_creds
+    )
+    pump = Pump(TLSClientConnection(client), TLSServerConnection(server), NOW)
+    pump.run()
+    (done,) = pump.of("server", HandshakeComplete)
+    assert done.client_authenticated
+    assert done.peer_certificates[0] == b.client.certificate
