@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--profile handshake|bulk] [--scale] [--only PREFIX] [--reps N]"""
+"""python -m bench [--quick] [--profile handshake|resumed|bulk] [--scale] [--only P] [--reps N]"""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run (< 20 s)")
     parser.add_argument(
         "--profile",
-        choices=("handshake", "bulk"),
+        choices=("handshake", "resumed", "bulk"),
         help="cProfile our side only and print the top 25 entries (no table, no JSON)",
     )
     parser.add_argument(
@@ -95,6 +95,8 @@ def _run_profile(args: argparse.Namespace) -> int:
     pki = make_pki()
     if args.profile == "handshake":
         profile.profile_handshake(pki, 20 if args.quick else 300)
+    elif args.profile == "resumed":
+        profile.profile_resumed(pki, 20 if args.quick else 300)
     else:
         profile.profile_bulk(pki, 200 if args.quick else 3000)
     return 0

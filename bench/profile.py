@@ -1,4 +1,4 @@
-"""``python -m bench --profile handshake|bulk``: cProfile of our code only (no other library
+"""``python -m bench --profile handshake|resumed|bulk``: cProfile of our code only (no other library
 runs), top entries by cumulative and by own time, with file:line relative to the repository."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 from typing import TextIO
+
+from protocol.events import Event
 
 from . import ours
 from .fixtures import Pki, Scenario
@@ -62,6 +64,23 @@ def profile_handshake(pki: Pki, count: int, out: TextIO = sys.stdout) -> None:
         ours.tls_handshake(client_config, server_config, now)
     profiler.disable()
     print_top(profiler, out, total_ops=count, what="TLS 1.3 full handshake x25519 (client+server)")
+
+
+def profile_resumed(pki: Pki, count: int, out: TextIO = sys.stdout) -> None:
+    client_config, issuing, resuming = ours.resumption_configs(pki)
+    now = time.time()
+    events: list[Event] = []
+    ours.tls_handshake(client_config, issuing, now, client_events=events)
+    session = ours.first_session(events)
+    ours.tls_handshake(client_config, resuming, now, session=session)  # warm caches
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(count):
+        ours.tls_handshake(client_config, resuming, now, session=session)
+    profiler.disable()
+    print_top(
+        profiler, out, total_ops=count, what="TLS 1.3 resumed handshake psk_dhe_ke (client+server)"
+    )
 
 
 def profile_bulk(pki: Pki, count: int, out: TextIO = sys.stdout) -> None:

@@ -34,6 +34,7 @@ import datetime
 import functools
 import hashlib
 import ipaddress
+import math
 import os
 import re
 import warnings
@@ -48,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
+    ClientVerifier,
     Criticality,
     ExtensionPolicy,
     Policy,
@@ -267,7 +269,7 @@ class TrustAnchors:
     handshakes only add the validation time and the subject.
     """
 
-    __slots__ = ("_builders", "certificates", "store")
+    __slots__ = ("_builders", "_verifiers", "certificates", "store")
 
     def __init__(self, certificates: Iterable[x509.Certificate]) -> None:
         self.certificates: tuple[x509.Certificate, ...] = tuple(certificates)
@@ -275,6 +277,10 @@ class TrustAnchors:
             raise ValueError("TrustAnchors needs at least one certificate")
         self.store = Store(list(self.certificates))
         self._builders: dict[tuple[_Purpose, bool], PolicyBuilder] = {}
+        # (purpose, relaxed, subject) -> (validation second, verifier); see _verifier().
+        self._verifiers: dict[
+            tuple[_Purpose, bool, Subject | None], tuple[int, ServerVerifier | ClientVerifier]
+        ] = {}
 
     @classmethod
     def from_pem(cls, data: bytes) -> TrustAnchors:
@@ -303,6 +309,32 @@ class TrustAnchors:
             )
             self._builders[(purpose, relaxed)] = builder
         return builder
+
+    def _verifier(
+        self, purpose: _Purpose, relaxed: bool, subject: Subject | None, now: float
+    ) -> ServerVerifier | ClientVerifier:
+        """The verifier for one validation time, reused within that second.
+
+        cryptography validates at whole-second precision (the time is truncated, as X.509
+        validity is encoded in seconds, RFC 5280 §4.1.2.5), so a verifier built for
+        floor(now) checks exactly what one built for ``now`` would; building one afresh costs
+        more than a tenth of the path validation itself.
+        """
+        second = math.floor(now)
+        key = (purpose, relaxed, subject)
+        cached = self._verifiers.get(key)
+        if cached is not None and cached[0] == second:
+            return cached[1]
+        builder = self._builder(purpose, relaxed).time(_validation_time(second))
+        verifier: ServerVerifier | ClientVerifier
+        if subject is not None:
+            verifier = _server_verifier(builder, subject)
+        else:
+            verifier = builder.build_client_verifier()
+        if len(self._verifiers) >= _MAX_VERIFIERS:
+            self._verifiers.clear()  # only with many distinct server names
+        self._verifiers[key] = (second, verifier)
+        return verifier
 
 
 # Debian/Ubuntu, RHEL/Fedora, Alpine/macOS (OpenSSL's default), SUSE.
@@ -399,16 +431,34 @@ def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
     return key
 
 
+# Parsed peer certificates by DER: a client meets the same server chain (and a server the
+# same client chains) in handshake after handshake. A Certificate is immutable, and one that
+# was already used also keeps what cryptography decoded lazily (key, extensions): a fresh
+# parse costs ~20 µs more per verification. Only the parse is shared; every handshake still
+# runs the whole path validation, signatures included.
+_PARSED: dict[bytes, x509.Certificate] = {}
+_MAX_PARSED = 128
+_MAX_VERIFIERS = 256
+
+
 def parse_certificate_chain(chain_der: Sequence[bytes]) -> list[x509.Certificate]:
     """DER certificates from a Certificate message; corrupt DER is ``bad_certificate``."""
     certs = []
+    parsed = _PARSED
     for index, der in enumerate(chain_der):
-        try:
-            certs.append(x509.load_der_x509_certificate(bytes(der)))
-        except (ValueError, x509.InvalidVersion) as exc:
-            raise CertificateVerifyError(
-                _A.bad_certificate, CANNOT_PARSE, f"entry {index}: {exc}"
-            ) from exc
+        der = bytes(der)
+        cert = parsed.get(der)
+        if cert is None:
+            try:
+                cert = x509.load_der_x509_certificate(der)
+            except (ValueError, x509.InvalidVersion) as exc:
+                raise CertificateVerifyError(
+                    _A.bad_certificate, CANNOT_PARSE, f"entry {index}: {exc}"
+                ) from exc
+            if len(parsed) >= _MAX_PARSED:
+                del parsed[next(iter(parsed))]  # the oldest entry
+            parsed[der] = cert
+        certs.append(cert)
     return certs
 
 
@@ -495,14 +545,14 @@ def _verify(
     certs = parse_certificate_chain(chain_der)
     leaf, intermediates = certs[0], certs[1:]
     anchors = _resolve_anchors(roots)
-    when = _validation_time(now)
-    builder = anchors._builder(purpose, relaxed).time(when)
+    verifier = anchors._verifier(purpose, relaxed, subject, now)
     try:
-        if subject is not None:
-            chain = _server_verifier(builder, subject).verify(leaf, intermediates)
+        if isinstance(verifier, ServerVerifier):
+            chain = verifier.verify(leaf, intermediates)
         else:
-            chain = builder.build_client_verifier().verify(leaf, intermediates).chain
+            chain = verifier.verify(leaf, intermediates).chain
     except VerificationError as exc:
+        when = _validation_time(now)
         raise _classify(str(exc), leaf, intermediates, anchors, when) from exc
     except x509.UnsupportedGeneralNameType as exc:  # a client SAN cryptography cannot represent
         raise CertificateVerifyError(_A.unsupported_certificate, UNSUPPORTED, str(exc)) from exc

@@ -88,15 +88,18 @@ def hkdf_expand_label(
     algorithm = _HASHES.get(hash_name)
     if algorithm is None:
         raise ValueError(f"unsupported hash {hash_name!r}")
+    return HKDFExpand(algorithm, length, _label_info(label, context, length, dtls)).derive(secret)
+
+
+def _label_info(label: bytes, context: bytes, length: int, dtls: bool) -> bytes:
+    """The encoded HkdfLabel (RFC 8446 §7.1), its constant head taken from the caches."""
     key = (label, length, dtls)
     if context:
         if len(context) > 255:
             raise ValueError("HkdfLabel label and context are limited to 255 bytes")
         head = _LABEL_CACHE.get(key) or _cached(_LABEL_CACHE, key)
-        info = head + _LENGTH_BYTE[len(context)] + context
-    else:
-        info = _EMPTY_CONTEXT_CACHE.get(key) or _cached(_EMPTY_CONTEXT_CACHE, key)
-    return HKDFExpand(algorithm, length, info).derive(secret)
+        return head + _LENGTH_BYTE[len(context)] + context
+    return _EMPTY_CONTEXT_CACHE.get(key) or _cached(_EMPTY_CONTEXT_CACHE, key)
 
 
 def derive_secret(
@@ -115,13 +118,61 @@ class TrafficKeys:
     sn_key: bytes | None  # DTLS record-number encryption key (RFC 9147 §4.2.3); None for TLS
 
 
+# (hash, key length, IV length, dtls) -> (hash object, HkdfLabel of "key", of "iv", of "sn"):
+# every handshake derives keys for the same few suites, four times per side.
+_TrafficInfo = tuple[hashes.HashAlgorithm, int, bytes, int, bytes, bytes | None]
+_TRAFFIC_INFO: dict[tuple[str, int, int, bool], _TrafficInfo] = {}
+
+
+def _traffic_info(suite: CipherSuite, dtls: bool) -> _TrafficInfo:
+    key = (suite.hash_name, suite.key_len, suite.iv_len, dtls)
+    info = _TRAFFIC_INFO.get(key)
+    if info is None:
+        key_len, iv_len = suite.key_len, suite.iv_len
+        info = (
+            _hash(suite.hash_name),
+            key_len,
+            _label_info(b"key", b"", key_len, dtls),
+            iv_len,
+            _label_info(b"iv", b"", iv_len, dtls),
+            _label_info(b"sn", b"", key_len, dtls) if dtls else None,
+        )
+        _TRAFFIC_INFO[key] = info
+    return info
+
+
 def traffic_keys(suite: CipherSuite, secret: bytes, *, dtls: bool) -> TrafficKeys:
     """RFC 8446 §7.3 write key and IV, plus the DTLS "sn" key (RFC 9147 §4.2.3)."""
-    h = suite.hash_name
-    key = hkdf_expand_label(h, secret, b"key", b"", suite.key_len, dtls=dtls)
-    iv = hkdf_expand_label(h, secret, b"iv", b"", suite.iv_len, dtls=dtls)
-    sn_key = hkdf_expand_label(h, secret, b"sn", b"", suite.key_len, dtls=dtls) if dtls else None
-    return TrafficKeys(key, iv, sn_key)
+    algorithm, key_len, key_info, iv_len, iv_info, sn_info = _traffic_info(suite, dtls)
+    return TrafficKeys(
+        HKDFExpand(algorithm, key_len, key_info).derive(secret),
+        HKDFExpand(algorithm, iv_len, iv_info).derive(secret),
+        None if sn_info is None else HKDFExpand(algorithm, key_len, sn_info).derive(secret),
+    )
+
+
+# Without a PSK the Early Secret and the salt "derived" from it are constants of the hash
+# (RFC 8446 §7.1: HKDF-Extract(0, 0), then Derive-Secret(., "derived", "")): every full
+# handshake would otherwise recompute both on each side. Public values, not secrets.
+_ZERO_EARLY: dict[str, bytes] = {}
+_ZERO_DERIVED: dict[tuple[str, bool], bytes] = {}
+
+
+def _zero_early_secret(hash_name: str) -> bytes:
+    secret = _ZERO_EARLY.get(hash_name)
+    if secret is None:
+        zeros = bytes(hashlib.new(hash_name).digest_size)
+        secret = _ZERO_EARLY[hash_name] = hkdf_extract(hash_name, zeros, zeros)
+    return secret
+
+
+def _zero_derived_salt(hash_name: str, dtls: bool) -> bytes:
+    salt = _ZERO_DERIVED.get((hash_name, dtls))
+    if salt is None:
+        early = _zero_early_secret(hash_name)
+        salt = derive_secret(hash_name, early, b"derived", _EMPTY_HASH[hash_name], dtls=dtls)
+        _ZERO_DERIVED[(hash_name, dtls)] = salt
+    return salt
 
 
 class KeySchedule:
@@ -133,7 +184,9 @@ class KeySchedule:
     """
 
     __slots__ = (
+        "_algorithm",
         "_hash_name",
+        "_zero_psk",
         "_zeros",
         "dtls",
         "early_secret",
@@ -146,18 +199,27 @@ class KeySchedule:
         self.suite = suite
         self.dtls = dtls
         self._hash_name = suite.hash_name
+        self._algorithm = _hash(suite.hash_name)
         self._zeros = bytes(suite.hash_len)
-        self.early_secret = b""
         self.handshake_secret: bytes | None = None
         self.master_secret: bytes | None = None
-        self.set_psk(None)
+        # No PSK yet: the constant zero-PSK Early Secret (set_psk(None) without recomputing).
+        self.early_secret = _zero_early_secret(self._hash_name)
+        self._zero_psk = True
 
     # -- helpers ---------------------------------------------------------------------------
     def _derive(self, secret: bytes, label: bytes, th: bytes) -> bytes:
-        return derive_secret(self._hash_name, secret, label, th, dtls=self.dtls)
+        """Derive-Secret (§7.1) over a transcript hash: HkdfLabel head from the cache."""
+        n = len(th)
+        if not 0 < n < 256:
+            return self._expand(secret, label, th, n)
+        key = (label, n, self.dtls)
+        head = _LABEL_CACHE.get(key) or _cached(_LABEL_CACHE, key)
+        return HKDFExpand(self._algorithm, n, head + _LENGTH_BYTE[n] + th).derive(secret)
 
     def _expand(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
-        return hkdf_expand_label(self._hash_name, secret, label, context, length, dtls=self.dtls)
+        info = _label_info(label, context, length, self.dtls)
+        return HKDFExpand(self._algorithm, length, info).derive(secret)
 
     def _handshake(self) -> bytes:
         if self.handshake_secret is None:
@@ -175,7 +237,12 @@ class KeySchedule:
 
         Restarts the schedule: a client offering several PSKs computes one Early Secret per PSK.
         """
-        self.early_secret = hkdf_extract(self._hash_name, self._zeros, psk or self._zeros)
+        if psk:
+            self.early_secret = hmac.digest(self._zeros, psk, self._hash_name)  # HKDF-Extract
+            self._zero_psk = False
+        else:
+            self.early_secret = _zero_early_secret(self._hash_name)
+            self._zero_psk = True
         self.handshake_secret = None
         self.master_secret = None
 
@@ -196,9 +263,12 @@ class KeySchedule:
 
         ``None`` is psk_ke mode (no (EC)DHE): the 0-value is used, rounds are not skipped (§7.1).
         """
-        salt = self._derive(self.early_secret, b"derived", _EMPTY_HASH[self._hash_name])
+        if self._zero_psk:
+            salt = _zero_derived_salt(self._hash_name, self.dtls)
+        else:
+            salt = self._derive(self.early_secret, b"derived", _EMPTY_HASH[self._hash_name])
         ikm = self._zeros if shared_secret is None else shared_secret
-        self.handshake_secret = hkdf_extract(self._hash_name, salt, ikm)
+        self.handshake_secret = hmac.digest(salt, ikm, self._hash_name)  # HKDF-Extract
         self.master_secret = None
 
     def client_handshake_traffic_secret(self, th: bytes) -> bytes:
@@ -211,7 +281,7 @@ class KeySchedule:
     def enter_master(self) -> None:
         """Master Secret = HKDF-Extract(Derive-Secret(HS, "derived", ""), 0)."""
         salt = self._derive(self._handshake(), b"derived", _EMPTY_HASH[self._hash_name])
-        self.master_secret = hkdf_extract(self._hash_name, salt, self._zeros)
+        self.master_secret = hmac.digest(salt, self._zeros, self._hash_name)  # HKDF-Extract
 
     def client_application_traffic_secret(self, th: bytes) -> bytes:
         return self._derive(self._master(), b"c ap traffic", th)

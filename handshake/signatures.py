@@ -66,11 +66,12 @@ _SHA256 = hashes.SHA256()
 _SHA384 = hashes.SHA384()
 _SHA512 = hashes.SHA512()
 
-# scheme -> (curve name, hash): ECDSA schemes fix the curve in TLS 1.3 (§4.2.3).
-_ECDSA: dict[int, tuple[str, hashes.HashAlgorithm]] = {
-    S.ecdsa_secp256r1_sha256: ("secp256r1", _SHA256),
-    S.ecdsa_secp384r1_sha384: ("secp384r1", _SHA384),
-    S.ecdsa_secp521r1_sha512: ("secp521r1", _SHA512),
+# scheme -> (curve name, algorithm): ECDSA schemes fix the curve in TLS 1.3 (§4.2.3). The
+# ec.ECDSA objects are built once: their constructor costs several µs per sign or verify.
+_ECDSA: dict[int, tuple[str, ec.ECDSA]] = {
+    S.ecdsa_secp256r1_sha256: ("secp256r1", ec.ECDSA(_SHA256)),
+    S.ecdsa_secp384r1_sha384: ("secp384r1", ec.ECDSA(_SHA384)),
+    S.ecdsa_secp521r1_sha512: ("secp521r1", ec.ECDSA(_SHA512)),
 }
 _PSS_RSAE: dict[int, hashes.HashAlgorithm] = {
     S.rsa_pss_rsae_sha256: _SHA256,
@@ -116,10 +117,18 @@ def certificate_verify_input(is_server: bool, transcript_hash: bytes) -> bytes:
     return b"\x20" * 64 + context + b"\x00" + transcript_hash
 
 
-def _pss(hash_alg: hashes.HashAlgorithm) -> padding.PSS:
+def _make_pss(hash_alg: hashes.HashAlgorithm) -> padding.PSS:
     # §4.2.3: MGF1 with the same hash, salt length equal to the digest length (checked exactly
     # on verify, not auto-detected).
     return padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
+
+
+# One (immutable) PSS padding object per hash, built once.
+_PSS_PADDING: dict[str, padding.PSS] = {h.name: _make_pss(h) for h in (_SHA256, _SHA384, _SHA512)}
+
+
+def _pss(hash_alg: hashes.HashAlgorithm) -> padding.PSS:
+    return _PSS_PADDING.get(hash_alg.name) or _make_pss(hash_alg)
 
 
 def _rsa_hash(scheme: int, rsassa_pss_key: bool) -> hashes.HashAlgorithm | None:
@@ -137,7 +146,7 @@ def sign(
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
         ecdsa = _ECDSA.get(scheme)
         if ecdsa is not None and ecdsa[0] == private_key.curve.name:
-            return private_key.sign(data, ec.ECDSA(ecdsa[1]))
+            return private_key.sign(data, ecdsa[1])
     elif isinstance(private_key, ed25519.Ed25519PrivateKey):
         if scheme == S.ed25519:
             return private_key.sign(data)
@@ -172,7 +181,7 @@ def verify(
             ecdsa = _ECDSA.get(scheme)
             if ecdsa is None or ecdsa[0] != public_key.curve.name:
                 raise _mismatch(scheme, f"ECDSA {public_key.curve.name}")
-            public_key.verify(signature, data, ec.ECDSA(ecdsa[1]))
+            public_key.verify(signature, data, ecdsa[1])
         elif isinstance(public_key, ed25519.Ed25519PublicKey):
             if scheme != S.ed25519:
                 raise _mismatch(scheme, "Ed25519")
