@@ -418,7 +418,9 @@ class DTLSConnection:
         return self._key_update_outstanding()
 
     def _key_update_outstanding(self) -> bool:
-        return any(f.on_ack is not None for f in self._post_flights if not f.complete)
+        """Our KeyUpdate's new keys are not in use yet (§8: it, and every message before
+        it, must be acknowledged first)."""
+        return any(f.on_ack is not None for f in self._post_flights)
 
     def _on_cid_message(self, message: bytes) -> None:
         msg = parse_message(message, dtls=True, hash_len=32)
@@ -429,8 +431,9 @@ class DTLSConnection:
             self._events.append(ConnectionIdsReceived(msg.cids, msg.usage == CID_IMMEDIATE))
         elif isinstance(msg, RequestConnectionId):
             self._cids.on_request_connection_id(msg.num_cids)
-            if self._outstanding(_NEW_CONNECTION_ID):
-                # §5.8.4: one NewConnectionId at a time; answer once the last is ACKed.
+            if self._outstanding(_NEW_CONNECTION_ID) or self._key_update_outstanding():
+                # §5.8.4: one NewConnectionId at a time; §8: nothing after our KeyUpdate in
+                # its epoch. Answer once the ACK comes.
                 self._cids.deferred_request = max(self._cids.deferred_request, msg.num_cids)
             else:
                 self._answer_cid_request(msg.num_cids)
@@ -452,6 +455,10 @@ class DTLSConnection:
             raise ConnectionStateError(f"{name} needs an open, established connection")
         if self._outstanding(msg_type):
             raise ConnectionStateError(f"the previous {name} is not acknowledged yet (§5.8.4)")
+        if self._key_update_outstanding():
+            # RFC 9147 §8: "After sending KeyUpdate in an epoch, implementations MUST NOT send
+            # any new post-handshake messages in that epoch."
+            raise ConnectionStateError(f"{name} waits for our KeyUpdate's acknowledgement (§8)")
         self._check_message_seq_left()
 
     def _check_message_seq_left(self) -> None:
@@ -486,28 +493,48 @@ class DTLSConnection:
 
     def _handle_ack(self, record: DTLSRecord) -> None:
         numbers = decode_ack(record.payload)
-        if numbers and max(n.epoch for n in numbers) > record.epoch:
-            # RFC 9147 §7.2 (bis): an ACK never names an epoch above its own record's.
-            raise HandshakeError(
-                AlertDescription.illegal_parameter, "ACK names a record of a later epoch"
-            )
+        if numbers:
+            # RFC 9147 §7.2 (bis): during the handshake an ACK never names an epoch above its
+            # own record's. After it each side's epoch moves on its own (one-sided KeyUpdates,
+            # §8), so the peer may ACK our newer records from an older epoch: there the bound
+            # is what we have sent (D19).
+            limit = self._layer.write_epoch if self.handshake_complete else record.epoch
+            if max(n.epoch for n in numbers) > limit:
+                raise HandshakeError(
+                    AlertDescription.illegal_parameter, "ACK names a record of a later epoch"
+                )
         for flight in self._live_flights():
-            flight.acknowledge(numbers)
             # An ACK of part of a flight leaves the rest to the retransmission timer, which
             # then resends only what is missing (§5.8.1 allows resending at once; waiting
             # avoids duplicating fragments that are merely still on their way).
-            if flight.complete:
-                self._flight_acknowledged(flight)
-        self._post_flights = [f for f in self._post_flights if not f.complete]
+            flight.acknowledge(numbers)
+        self._install_acknowledged_updates()
+        # (A KeyUpdate whose keys wait for earlier messages stays listed.)
+        self._post_flights = [
+            f for f in self._post_flights if not f.complete or f.on_ack is not None
+        ]
         deferred = self._cids.deferred_request
-        if deferred and not self._outstanding(_NEW_CONNECTION_ID) and self._state == "connected":
+        if (
+            deferred
+            and self._state == "connected"
+            and not self._outstanding(_NEW_CONNECTION_ID)
+            and not self._key_update_outstanding()
+        ):
             self._cids.deferred_request = 0
             self._answer_cid_request(deferred)
 
-    def _flight_acknowledged(self, flight: Flight) -> None:
-        if flight.on_ack is not None:
-            keys, flight.on_ack = flight.on_ack, None
-            self._install(keys)  # §8: the KeyUpdate arrived, switch our sending keys
+    def _install_acknowledged_updates(self) -> None:
+        """RFC 9147 §8: "MUST NOT send records with the new keys until the KeyUpdate and
+        all preceding messages have been acknowledged": in send order, up to the first
+        message still unacknowledged."""
+        if self._flight is not None and not self._flight.complete:
+            return  # the handshake's own final flight comes first
+        for flight in self._post_flights:
+            if not flight.complete:
+                return
+            if flight.on_ack is not None:
+                keys, flight.on_ack = flight.on_ack, None
+                self._install(keys)
 
     def _handle_application(self, record: DTLSRecord) -> None:
         if record.epoch == 1:
@@ -566,7 +593,12 @@ class DTLSConnection:
         reaches its integrity limit, once per read epoch. At most one KeyUpdate is in flight
         (§8); the soft limits (3/4) leave room for the records sent until its ACK."""
         layer = self._layer
-        if self._state != "connected" or self._close_sent or self._key_update_outstanding():
+        if (
+            self._state != "connected"
+            or self._close_sent
+            or self._key_update_outstanding()
+            or self._send_seq > MAX_MESSAGE_SEQ  # no KeyUpdate can be sent any more (§5.2)
+        ):
             return
         read_epoch = layer.read_epochs[-1] if layer.read_epochs else -1
         ask = layer.request_peer_update and read_epoch != self._peer_update_requested_at

@@ -4,6 +4,7 @@ limits (§4.5.3), between our client and our server through the network simulato
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,12 +24,16 @@ from tests.protocol.test_dtls_loopback import established, simulation
 
 
 def connected(
-    pki_dir: Path, client_cid: int | None = 4, server_cid: int | None = 8, **kw: object
+    pki_dir: Path,
+    client_cid: int | None = 4,
+    server_cid: int | None = 8,
+    server_extra: dict[str, Any] | None = None,
+    **kw: object,
 ) -> Simulation:
     sim = simulation(
         pki_dir,
         client={"cid_length": client_cid},
-        server={"cid_length": server_cid},
+        server={"cid_length": server_cid, **(server_extra or {})},
         **kw,  # type: ignore[arg-type]
     )
     assert sim.run_until(lambda: established(sim), limit=30)
@@ -249,3 +254,58 @@ def test_message_seq_never_wraps(pki_dir: Path) -> None:
     sim.run(until=2)
     failed = sim.of("client", ConnectionFailed)
     assert failed and failed[0].alert == AlertDescription.internal_error
+
+
+def test_one_sided_key_updates_in_a_row(pki_dir: Path) -> None:
+    # Each side's epoch moves on its own: the server ACKs our epoch-4 KeyUpdate from epoch 3
+    # (RFC 9147 §8); that is no "later epoch" ACK.
+    sim = connected(pki_dir)
+    for expected in (4, 5, 6):
+        sim.client.key_update(request_peer_update=False)
+        sim.run(until=2)
+        assert sim.client._layer.write_epoch == expected
+        sim.client.send_data(b"epoch %d" % expected)
+        sim.run(until=1)
+        assert data_of(sim, "server")[-1] == b"epoch %d" % expected
+    assert sim.server.connections[0]._layer.write_epoch == 3
+    assert not sim.of("server", ConnectionFailed) and not sim.of("client", ConnectionFailed)
+
+
+def test_nothing_follows_our_key_update_in_its_epoch(pki_dir: Path) -> None:
+    # RFC 9147 §8: after our KeyUpdate no post-handshake message goes out in that epoch;
+    # a peer's RequestConnectionId is answered once the KeyUpdate is ACKed, in the new one.
+    sent: list[tuple[int, str]] = []
+
+    def trace(event: Any) -> None:
+        if event.direction == "sent" and event.kind == "handshake":
+            sent.append((event.epoch, event.detail))
+
+    sim = connected(pki_dir, server_extra={"trace": trace})
+    server_conn = sim.server.connections[0]
+    server_conn.key_update(request_peer_update=False)
+    with pytest.raises(ConnectionStateError, match="KeyUpdate"):
+        server_conn.issue_connection_ids(1)
+    sim.client.request_connection_ids(1)  # reaches the server before its KeyUpdate's ACK
+    sim.run(until=3)
+    assert server_conn._layer.write_epoch == 4
+    (event,) = sim.of("client", ConnectionIdsReceived)
+    assert len(event.cids) == 1
+    assert sent[-2:] == [(3, "key_update"), (4, "new_connection_id")]
+    assert not sim.of("client", ConnectionFailed)
+
+
+def test_exhausted_message_seq_stops_automatic_key_updates_quietly(pki_dir: Path) -> None:
+    from protocol.dtls_fragments import MAX_MESSAGE_SEQ
+
+    sim = connected(pki_dir)
+    server_conn = sim.server.connections[0]
+    sim.client._send_seq = MAX_MESSAGE_SEQ + 1
+    read = sim.client._layer._read[3].cipher
+    read.cipher.failed = read.integrity_limit * 3 // 4
+    cipher = sim.client._layer._write[3].cipher
+    cipher.sealed = cipher.confidentiality_limit * 3 // 4
+    sim.client.send_data(b"no KeyUpdate possible, no exception either")
+    server_conn.send_data(b"a datagram that would trigger one")
+    sim.run(until=2)
+    assert data_of(sim, "client") == [b"a datagram that would trigger one"]
+    assert sim.client.state == "connected"
