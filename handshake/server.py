@@ -235,9 +235,10 @@ class ServerHandshake:
         hello = self._client_hello
         return hello is not None and hello.extensions.post_handshake_auth and not self.dtls
 
-    def request_client_certificate(self, *, required: bool = True) -> list[Action]:
-        """A post-handshake CertificateRequest (RFC 8446 §4.6.2); the client's answer ends in
-        a ClientAuthenticated action (or certificate_required, if ``required``)."""
+    def request_client_certificate(self, *, required: bool = True) -> tuple[bytes, list[Action]]:
+        """A post-handshake CertificateRequest (RFC 8446 §4.6.2): its context and actions.
+        The client's answer ends in a ClientAuthenticated action with that context (or
+        certificate_required, if ``required``)."""
         if self.state is not ServerState.CONNECTED or self.application_keys is None:
             raise RuntimeError("post-handshake authentication needs an established connection")
         if not self.post_handshake_auth_offered:
@@ -250,7 +251,9 @@ class ServerHandshake:
         context = self._random(8)  # §4.3.2: unique within the connection
         while context in self._auth_requests.used:
             context = self._random(8)
-        return self._auth_requests.request(context, self.application_keys, required=required)
+        return context, self._auth_requests.request(
+            context, self.application_keys, required=required
+        )
 
     def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
         if self._schedule is None or not self.exporter_master_secret:

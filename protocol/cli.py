@@ -837,6 +837,12 @@ class TLSServerRun:
         """--post-handshake-auth: a CertificateRequest right after the handshake (RFC 8446
         §4.6.2); with --verify-client an answer without a certificate ends the connection."""
         if not writer.connection.post_handshake_auth_offered:  # type: ignore[attr-defined]
+            if self.args.verify_client:
+                # The handshake asked for nothing: without the extension there is no way to
+                # get the required certificate, so the client is not served.
+                raise ConnectionError(
+                    "post-handshake authentication required but not offered by the client"
+                )
             self._log(f"{peer} post-handshake authentication: not offered by the client")
             return
         answer = await writer.request_client_certificate(required=self.args.verify_client)

@@ -98,6 +98,9 @@ class ClientAuthenticated:
     a verified ``certificates`` chain, or with none when the request allowed that."""
 
     certificates: tuple[x509.Certificate, ...] = field(repr=False)
+    # The certificate_request_context of the request answered (answers may come in any
+    # order, §4.6.2): what ``request_client_certificate`` returned.
+    context: bytes = b""
 
     @property
     def subject(self) -> str | None:

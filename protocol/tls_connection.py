@@ -440,7 +440,7 @@ class TLSConnection:
             elif isinstance(action, NewSession):
                 self._on_new_session(action.session)
             elif isinstance(action, ClientAuthenticated):
-                self._events.append(ClientAuthenticatedEvent(action.chain))
+                self._events.append(ClientAuthenticatedEvent(action.chain, action.context))
             elif isinstance(action, CertificateRequested):
                 self._events.append(CertificateRequestedEvent(action.certificate_sent))
 
@@ -723,17 +723,23 @@ class TLSServerConnection(TLSConnection):
         """The client offered post-handshake authentication (RFC 8446 §4.2.6)."""
         return self._server_hs.post_handshake_auth_offered
 
-    def request_client_certificate(self, *, required: bool = True) -> None:
+    def request_client_certificate(self, *, required: bool = True) -> bytes:
         """Ask the client for its certificate now (RFC 8446 §4.6.2). Its answer arrives as a
-        ``ClientAuthenticated`` event; with ``required`` an answer without a certificate ends
-        the connection with certificate_required. Application data keeps flowing meanwhile."""
+        ``ClientAuthenticated`` event carrying the returned certificate_request_context;
+        with ``required`` an answer without a certificate ends the connection with
+        certificate_required. Application data keeps flowing meanwhile."""
         if self._state != "connected" or self._close_sent:
             raise ConnectionStateError("post-handshake authentication needs an open connection")
         if not self.post_handshake_auth_offered:
             raise ConnectionStateError(
                 "the client did not offer post_handshake_auth (RFC 8446 §4.6.2)"
             )
-        self._apply(self._server_hs.request_client_certificate(required=required))
+        try:
+            context, actions = self._server_hs.request_client_certificate(required=required)
+        except RuntimeError as exc:  # e.g. too many requests open
+            raise ConnectionStateError(str(exc)) from exc
+        self._apply(actions)
+        return context
 
 
 __all__ = [

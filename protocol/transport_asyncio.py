@@ -77,10 +77,9 @@ class _TLSProtocol(asyncio.Protocol):
         self.early_data_received = 0  # server: accepted 0-RTT bytes (read like other data)
         self.sessions: list[Session] = []  # client: tickets received, as sessions
         self.certificate_requests_answered = 0  # client: post-handshake (RFC 8446 §4.6.2)
-        # server: our post-handshake CertificateRequests awaiting the client's answer, in order
-        self._auth_waiters: collections.deque[asyncio.Future[ClientAuthenticated]] = (
-            collections.deque()
-        )
+        # server: our post-handshake CertificateRequests awaiting the client's answer, by
+        # certificate_request_context (answers may come in any order, RFC 8446 §4.6.2)
+        self._auth_waiters: dict[bytes, asyncio.Future[ClientAuthenticated]] = {}
         self._paused = False
         self._drain_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
@@ -117,10 +116,10 @@ class _TLSProtocol(asyncio.Protocol):
             self.reader.feed_eof()
         waiter_exc = self.error or ConnectionResetError("connection lost")
         self._wake_drain_waiters(waiter_exc)
-        while self._auth_waiters:
-            waiter = self._auth_waiters.popleft()
+        for waiter in self._auth_waiters.values():
             if not waiter.done():
                 waiter.set_exception(waiter_exc)
+        self._auth_waiters.clear()
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -158,10 +157,10 @@ class _TLSProtocol(asyncio.Protocol):
         connection = self.connection
         if not isinstance(connection, TLSServerConnection):
             raise ConnectionStateError("only a server requests a client certificate")
-        connection.request_client_certificate(required=required)
+        context = connection.request_client_certificate(required=required)
         waiter: asyncio.Future[ClientAuthenticated] = self.loop.create_future()
         waiter.add_done_callback(_consume_exception)
-        self._auth_waiters.append(waiter)
+        self._auth_waiters[context] = waiter
         self.flush()
         return waiter
 
@@ -185,12 +184,9 @@ class _TLSProtocol(asyncio.Protocol):
             elif isinstance(event, SessionTicketReceived):
                 self.sessions.append(event.session)
             elif isinstance(event, ClientAuthenticated):
-                # Answers come in request order: one answer completes before the next (§4.6.2
-                # allows any order; ours completes each the moment its Finished is read).
-                if self._auth_waiters:
-                    waiter = self._auth_waiters.popleft()
-                    if not waiter.done():
-                        waiter.set_result(event)
+                waiter = self._auth_waiters.pop(event.context, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(event)
             elif isinstance(event, CertificateRequested):
                 self.certificate_requests_answered += 1
             elif isinstance(event, HandshakeComplete):
@@ -220,10 +216,10 @@ class _TLSProtocol(asyncio.Protocol):
         self.error = exc
         if not self.handshake.done():
             self.handshake.set_exception(exc)
-        while self._auth_waiters:
-            waiter = self._auth_waiters.popleft()
+        for waiter in self._auth_waiters.values():
             if not waiter.done():
                 waiter.set_exception(exc)
+        self._auth_waiters.clear()
         if self.reader.exception() is None and not self.close_notify_received:
             self.reader.set_exception(exc)
         self._wake_drain_waiters(exc)

@@ -176,14 +176,15 @@ class TLSSocket:
         conn = self._conn
         if not isinstance(conn, TLSServerConnection):
             raise ConnectionStateError("only a server requests a client certificate")
-        answered = len(self.client_authentications)
-        conn.request_client_certificate(required=required)
+        context = conn.request_client_certificate(required=required)
         self._flush()
-        while len(self.client_authentications) == answered:
+        while True:
+            for answer in self.client_authentications:
+                if answer.context == context:  # answers may come in any order (§4.6.2)
+                    return answer
             if self._eof:
                 raise TLSEOFError("peer closed the connection before answering")
             self._pump()
-        return self.client_authentications[-1]
 
     # -- closing ----------------------------------------------------------------------------------
 

@@ -163,6 +163,7 @@ class DTLSSocket(_Counters):
         # ICMP port unreachable reports (ECONNREFUSED): a hint only, as RFC 9147 §4.5.2
         # treats the network as unreliable; the retransmission budget decides.
         self.icmp_errors = 0
+        self._path_mtu_error: PathMTUError | None = None  # RFC 9147 §4.4, reported once
         enlarge_buffers(sock)
 
     # -- properties ---------------------------------------------------------------------------
@@ -229,6 +230,7 @@ class DTLSSocket(_Counters):
         self._raise_if_failed()
         self._conn.send_data(bytes(data))
         self._flush()
+        self._raise_path_mtu_error()
         return len(data)
 
     sendall = send
@@ -354,7 +356,8 @@ class DTLSSocket(_Counters):
                     raise
                 too_large = max(too_large, len(datagram))
         if too_large:
-            raise PathMTUError(too_large, self._conn.mtu)
+            # Raised once the events of the current step are handled (none is lost).
+            self._path_mtu_error = PathMTUError(too_large, self._conn.mtu)
 
     def _step(self, deadline: float | None) -> bool:
         """Fire due timers, then wait for one datagram, at most until ``deadline``
@@ -364,6 +367,7 @@ class DTLSSocket(_Counters):
             self._handle(self._conn.handle_timer(time.time()), answering=False)
             timer = self._conn.next_timer() if self._conn.state in _LIVE else None
         self._flush()
+        self._raise_path_mtu_error()
         if self._error is not None or self._conn.state == "failed":
             return True  # the caller raises
         wait: float | None = None
@@ -384,7 +388,13 @@ class DTLSSocket(_Counters):
         events = self._conn.receive_datagram(data, time.time())
         self._flush()  # answers (ACKs, flights, alerts) go out before anything is raised
         self._handle(events, answering)
+        self._raise_path_mtu_error()
         return True
+
+    def _raise_path_mtu_error(self) -> None:
+        error, self._path_mtu_error = self._path_mtu_error, None
+        if error is not None:
+            raise error
 
     def _handle(self, events: list[Event], answering: bool) -> None:
         for event in events:

@@ -321,6 +321,19 @@ def test_post_handshake_authentication(pki: Path, server_factory: ServerFactory)
     assert "post-handshake authentication: CN=tls13 client" in server.stderr[2]
 
 
+def test_required_post_handshake_authentication_not_offered(
+    pki: Path, server_factory: ServerFactory
+) -> None:
+    # --verify-client with --post-handshake-auth: a client that cannot be asked is not served.
+    server = server_factory(
+        "--once", "--post-handshake-auth", "--verify-client", "--cafile", str(pki / "ca.pem")
+    )
+    result = client(pki, server.port, "--send", "let me in", "--timeout", "0.5")
+    assert result.stdout == b""
+    assert server.wait() != 0
+    assert "required but not offered" in "\n".join(server.stderr)
+
+
 # -- failures: exit status and exactly one line -------------------------------------------------
 
 

@@ -83,7 +83,8 @@ def test_client_without_certificate(pki_dir: Path) -> None:
     pump = established(pki_dir, {"post_handshake_auth": True})
     pump.server.request_client_certificate(required=False)
     pump.run()
-    assert pump.of("server", ClientAuthenticated) == [ClientAuthenticated(())]
+    (answer,) = pump.of("server", ClientAuthenticated)
+    assert answer.certificates == () and answer.subject is None and len(answer.context) == 8
     assert pump.of("client", CertificateRequested) == [CertificateRequested(False)]
     pump.server.request_client_certificate(required=True)
     pump.run()
@@ -162,3 +163,55 @@ def test_server_refuses_bad_answers(
                 message = Certificate(context, message.entries)
             hs.handle(encode_message(message), NOW)
     assert error.value.alert is alert
+
+
+def test_answers_in_any_order_are_matched_by_context(pki_dir: Path) -> None:
+    # §4.6.2: "clients ... MAY respond to them in a different order than they were received
+    # (the certificate_request_context value allows the server to disambiguate)".
+    from handshake.actions import ClientAuthenticated as Answered
+    from handshake.actions import SendMessage
+    from handshake.messages import CertificateRequest, decode_message
+    from handshake.post_handshake_auth import answer_request
+
+    pump = established(pki_dir, client_with_certificate(pki_dir))
+    first = pump.server.request_client_certificate(required=False)
+    second = pump.server.request_client_certificate(required=False)
+    assert first != second
+    requests = []
+    for raw in _handshake_messages(pump.server.data_to_send(), pump):
+        message = decode_message(raw[0], raw[4:])
+        assert isinstance(message, CertificateRequest)
+        requests.append((message, raw))
+    client_hs, server_hs = pump.client._hs, pump.server._server_hs
+    for message, raw in reversed(requests):  # the second request answered first
+        actions = answer_request(
+            message,
+            raw,
+            config=client_hs.config,
+            base=client_hs._transcript,
+            schedule=client_hs._schedule,
+            keys=client_hs.application_keys,
+        )
+        answered = []
+        for action in actions:
+            if isinstance(action, SendMessage):
+                answered += server_hs.handle(action.data, NOW)
+        (done,) = [a for a in answered if isinstance(a, Answered)]
+        assert done.context == message.certificate_request_context
+        assert "client" in done.chain[0].subject.rfc4514_string().lower()
+
+
+def _handshake_messages(wire: bytes, pump: Pump) -> list[bytes]:
+    """The server's handshake messages in ``wire``, read through the client's record layer."""
+    records = pump.client._records
+    records.feed(wire)
+    stream = b""
+    while (record := records.read_record()) is not None:
+        assert record[0] == 22
+        stream += bytes(record[1])
+    messages = []
+    while stream:  # several messages may share a record (RFC 8446 §5.1)
+        end = 4 + int.from_bytes(stream[1:4], "big")
+        messages.append(stream[:end])
+        stream = stream[end:]
+    return messages
