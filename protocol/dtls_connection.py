@@ -1020,9 +1020,10 @@ class DTLSServerConnection(DTLSConnection):
         *,
         peer_address: object = None,
         cookie_exchange: bool | None = None,
+        cid_taken: Callable[[bytes], bool] | None = None,
     ) -> None:
         hs_config = config.handshake_config(dtls=True)
-        own_cid = None if config.cid_length is None else os.urandom(config.cid_length)
+        own_cid = None if config.cid_length is None else _fresh_cid(config.cid_length, cid_taken)
         hs_config = replace(hs_config, connection_id=own_cid)
         super().__init__(ServerHandshake(hs_config), config)
         self._server_hs: ServerHandshake = self._hs  # type: ignore[assignment]
@@ -1047,6 +1048,7 @@ class DTLSServerConnection(DTLSConnection):
         *,
         peer_address: object = None,
         first_record_seq: int = 0,
+        cid_taken: Callable[[bytes], bool] | None = None,
     ) -> tuple[DTLSServerConnection, list[Event]]:
         """An association for a ClientHello whose cookie the dispatcher validated.
 
@@ -1054,7 +1056,7 @@ class DTLSServerConnection(DTLSConnection):
         HelloRetryRequest's, so a peer's replay check (NSS) or an epoch-0 ACK of the retry
         can never be mistaken for our ServerHello (RFC 9147 §4.5.1, §7).
         """
-        conn = cls(config, peer_address=peer_address, cookie_exchange=False)
+        conn = cls(config, peer_address=peer_address, cookie_exchange=False, cid_taken=cid_taken)
         conn._now = now
         conn._layer.set_next_write_seq(0, first_record_seq)
         try:
@@ -1108,6 +1110,25 @@ class DTLSServerConnection(DTLSConnection):
             self._out.append(record)
         if self._trace is not None:
             self._trace_message("sent", 0, build(b""))
+
+
+def _fresh_cid(length: int, taken: Callable[[bytes], bool] | None) -> bytes:
+    """A random CID of ``length`` bytes that ``taken`` (a server's other associations) does
+    not know: short CIDs collide, and a shared one would route datagrams to the wrong peer."""
+    cid = os.urandom(length)
+    if not cid or taken is None:
+        return cid
+    for _ in range(16):
+        if not taken(cid):
+            return cid
+        cid = os.urandom(length)
+    if length <= 2:  # a small space may be nearly full: look through all of it
+        start = int.from_bytes(cid, "big")
+        for step in range(1 << (8 * length)):
+            candidate = ((start + step) % (1 << (8 * length))).to_bytes(length, "big")
+            if not taken(candidate):
+                return candidate
+    return cid  # every CID is in use: the newest association takes this one over
 
 
 def client_hello_cookie(message: bytes) -> bytes | None:

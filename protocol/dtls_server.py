@@ -204,7 +204,12 @@ class DTLSServer:
         self, address: Address, data: bytes, now: float
     ) -> list[tuple[DTLSServerConnection, Event]]:
         if not self.config.dtls_cookie:
-            conn = _Association(self.config, peer_address=address, cookie_exchange=False)
+            conn = _Association(
+                self.config,
+                peer_address=address,
+                cookie_exchange=False,
+                cid_taken=self._by_cid.__contains__,
+            )
             self._add(conn, address)
             events = conn.receive_datagram(data, now)
             self._touch(conn)
@@ -258,6 +263,7 @@ class DTLSServer:
             now,
             peer_address=address,
             first_record_seq=self._retry_layer.next_write_seq(0),
+            cid_taken=self._by_cid.__contains__,
         )
         if old is not None:
             # RFC 9147 §5.11: the client proved reachability; the new association wins.

@@ -117,9 +117,10 @@ class CertificateRequested:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionIdsReceived:
-    """DTLS: the peer sent NewConnectionId (RFC 9147 §9). With ``immediate`` our records
-    already carry ``cids[0]``; the others are spares (``switch_connection_id`` takes the next).
-    An empty ``cids`` answers our RequestConnectionId with none."""
+    """DTLS: the peer sent NewConnectionId (RFC 9147 §9), ``cids`` as it sent them. With
+    ``immediate`` our records already carry ``cids[0]``; the others are spares (at most 8 are
+    kept: ``spare_connection_ids``; ``switch_connection_id`` takes the next). An empty
+    ``cids`` answers our RequestConnectionId with none."""
 
     cids: tuple[bytes, ...]
     immediate: bool

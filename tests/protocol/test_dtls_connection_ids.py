@@ -309,3 +309,13 @@ def test_exhausted_message_seq_stops_automatic_key_updates_quietly(pki_dir: Path
     sim.run(until=2)
     assert data_of(sim, "client") == [b"a datagram that would trigger one"]
     assert sim.client.state == "connected"
+
+
+def test_server_cids_never_collide() -> None:
+    # A DTLSServer's associations never share a CID, even with 1-byte CIDs (§9 routing).
+    from protocol.dtls_connection import _fresh_cid
+
+    free = b"\x07"
+    assert _fresh_cid(1, lambda cid: cid != free) == free
+    assert len(_fresh_cid(8, lambda cid: False)) == 8
+    assert _fresh_cid(0, lambda cid: True) == b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -259,3 +260,37 @@ def test_single_use_tickets_across_servers_sharing_a_replay_store(pki_dir: Path)
     assert resume(pki_dir, servers[0], session).of("server", HandshakeComplete)[0].resumed
     second = resume(pki_dir, servers[1], session)
     assert not second.of("server", HandshakeComplete)[0].resumed  # a full handshake instead
+
+
+def test_single_use_ticket_taken_between_check_and_claim(pki_dir: Path) -> None:
+    # Two servers look at the same single-use ticket at once: both find it unused, only one
+    # claims it (ReplayStore.add_if_new is atomic); the other passes it over and takes the
+    # client's next PSK, here an external one (RFC 8446 §8.1).
+    from handshake.psk import ExternalPsk
+    from handshake.tickets import MemoryReplayStore
+
+    class RacingStore(MemoryReplayStore):
+        def seen(self, key: bytes, now: float) -> bool:
+            return False  # the other server's claim lands after our check
+
+        def add_if_new(self, key: bytes, expiry: float, now: float) -> bool:
+            if MemoryReplayStore.seen(self, key, now):  # ... but before our claim
+                return False
+            self.add(key, expiry, now)
+            return True
+
+    psk = ExternalPsk(b"device-7", os.urandom(32))
+    keys, store = TicketKeyRing(), RacingStore()
+    server = server_config(
+        pki_dir,
+        ticket_keys=keys,
+        replay_store=store,
+        single_use_tickets=True,
+        external_psks={psk.identity: psk},
+    )
+    session = ticket(pki_dir, server)
+    first = resume(pki_dir, server, session, external_psk=psk)
+    assert first.of("server", HandshakeComplete)[0].resumed
+    second = resume(pki_dir, server, session, external_psk=psk)
+    (done,) = second.of("server", HandshakeComplete)
+    assert done.psk_mode is not None and not done.resumed  # the external PSK, not the ticket
