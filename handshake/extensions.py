@@ -270,6 +270,7 @@ _EXT_HEAD = struct.Struct("!HH")  # extension_type, extension_data length
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _PSK = int(_E.pre_shared_key)
+_LENGTH_BYTE = tuple(bytes((n,)) for n in range(256))
 
 
 def _context(msg_type: int, hrr: bool) -> int:
@@ -533,17 +534,49 @@ def _e_psk_modes(value: tuple[int, ...], ctx: int) -> bytes:
 
 
 def _d_offered_psks(b: bytes, ctx: int) -> OfferedPsks:
-    r = Reader(b)
+    # OfferedPsks (§4.2.11), walked with slices; the checks and their order are those of
+    # the Reader calls (pull_block / pull_opaque / pull_uint32) they replace.
+    n = len(b)
+    if n < 2:
+        raise _truncated()
+    ids_end = 2 + ((b[0] << 8) | b[1])  # identities<7..2^16-1>
+    if ids_end < 9:
+        raise _too_short(7)
+    if ids_end > n:
+        raise _truncated()
     identities: list[PskIdentity] = []
-    with r.pull_block(2, min_len=7) as ids:  # identities<7..2^16-1> (§4.2.11)
-        while not ids.eof():
-            identity = ids.pull_opaque(2, min_len=1)
-            identities.append(PskIdentity(identity, ids.pull_uint32()))
+    pos = 2
+    while pos < ids_end:
+        if ids_end - pos < 2:
+            raise _truncated()
+        length = (b[pos] << 8) | b[pos + 1]  # PskIdentity.identity<1..2^16-1>
+        if length < 1:
+            raise _too_short(1)
+        pos += 2
+        stop = pos + length
+        if stop + 4 > ids_end:  # the identity, then its uint32 obfuscated_ticket_age
+            raise _truncated()
+        identities.append(PskIdentity(b[pos:stop], _U32.unpack_from(b, stop)[0]))
+        pos = stop + 4
+    if n - ids_end < 2:
+        raise _truncated()
+    end = ids_end + 2 + ((b[ids_end] << 8) | b[ids_end + 1])  # binders<33..2^16-1>
+    if end - ids_end - 2 < 33:
+        raise _too_short(33)
+    if end > n:
+        raise _truncated()
     binders: list[bytes] = []
-    with r.pull_block(2, min_len=33) as bs:  # binders<33..2^16-1>
-        while not bs.eof():
-            binders.append(bs.pull_opaque(1, min_len=32))  # PskBinderEntry<32..255>
-    if not r.eof():
+    pos = ids_end + 2
+    while pos < end:
+        length = b[pos]  # PskBinderEntry<32..255>
+        if length < 32:
+            raise _too_short(32)
+        pos += 1
+        if pos + length > end:
+            raise _truncated()
+        binders.append(b[pos : pos + length])
+        pos += length
+    if end != n:
         raise _trailing()
     if len(binders) != len(identities):
         # §4.2.11: one binder "for each value in the identities list"
@@ -552,15 +585,25 @@ def _d_offered_psks(b: bytes, ctx: int) -> OfferedPsks:
 
 
 def _e_offered_psks(value: OfferedPsks, ctx: int) -> bytes:
-    w = Writer()
-    with w.push_block(2):
-        for ident in value.identities:
-            w.push_opaque(2, ident.identity)
-            w.push_uint32(ident.obfuscated_ticket_age)
-    with w.push_block(2):
-        for binder in value.binders:
-            w.push_opaque(1, binder)
-    return w.data()
+    parts: list[bytes] = []
+    for ident in value.identities:
+        identity = ident.identity
+        if len(identity) > 0xFFFF:
+            raise ValueError("vector too long for its length prefix")
+        parts.append(_U16.pack(len(identity)))
+        parts.append(identity)
+        parts.append(_U32.pack(ident.obfuscated_ticket_age))
+    identities = b"".join(parts)
+    parts = []
+    for binder in value.binders:
+        if len(binder) > 0xFF:
+            raise ValueError("vector too long for its length prefix")
+        parts.append(_LENGTH_BYTE[len(binder)])
+        parts.append(binder)
+    binders = b"".join(parts)
+    if len(identities) > 0xFFFF or len(binders) > 0xFFFF:
+        raise ValueError("vector too long for its length prefix")
+    return b"".join((_U16.pack(len(identities)), identities, _U16.pack(len(binders)), binders))
 
 
 def _d_empty(b: bytes, ctx: int) -> bool:

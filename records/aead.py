@@ -60,6 +60,13 @@ _INTEGRITY_LIMIT: Final[dict[str, int | None]] = {
     "AES-CCM-8": None,
 }
 
+# aead name -> everything __init__ needs, in one lookup (a key is installed 8 times per
+# handshake).
+_SPECS: Final = {
+    name: (*spec, _CONFIDENTIALITY_LIMIT[name], _INTEGRITY_LIMIT[name])
+    for name, spec in _AEADS.items()
+}
+
 
 class RecordCipher:
     """One direction's AEAD key and static IV (RFC 8446 §5.2, §5.3)."""
@@ -79,10 +86,10 @@ class RecordCipher:
     )
 
     def __init__(self, aead: str, key: bytes, iv: bytes, tag_len: int) -> None:
-        spec = _AEADS.get(aead)
+        spec = _SPECS.get(aead)
         if spec is None:
             raise ValueError(f"unknown AEAD {aead!r}")
-        factory, key_lens, expected_tag = spec
+        factory, key_lens, expected_tag, confidentiality, integrity = spec
         if len(key) not in key_lens:
             raise ValueError(f"{aead} key must be {key_lens} bytes, got {len(key)}")
         if len(iv) != IV_LEN:
@@ -91,16 +98,16 @@ class RecordCipher:
             raise ValueError(f"{aead} has a {expected_tag}-byte tag, not {tag_len}")
         self.aead = aead
         self.tag_len = tag_len
-        self._aead = factory(bytes(key))
+        self._aead = aead_object = factory(key if type(key) is bytes else bytes(key))
         # Bound once: seal and open run per record.
-        self._encrypt = self._aead.encrypt
-        self._decrypt = self._aead.decrypt
+        self._encrypt = aead_object.encrypt
+        self._decrypt = aead_object.decrypt
         self._iv = int.from_bytes(iv, "big")
         self.sealed = 0  # records protected (RFC 8446 §5.5 confidentiality limit)
         self.opened = 0  # records successfully deprotected
         self.failed = 0  # records that failed authentication (RFC 9147 §4.5.3 integrity limit)
-        self.confidentiality_limit = _CONFIDENTIALITY_LIMIT[aead]
-        self.integrity_limit = _INTEGRITY_LIMIT[aead]
+        self.confidentiality_limit = confidentiality
+        self.integrity_limit = integrity
 
     def nonce(self, seq: int) -> bytes:
         """RFC 8446 §5.3: the 64-bit sequence number, left-padded to iv_length, XOR the IV."""
