@@ -99,6 +99,22 @@ def pick_client_credential(
     return fallback
 
 
+def client_chain(
+    config: HandshakeConfig, chain_der: list[bytes], now: float
+) -> list[x509.Certificate]:
+    """A client's certificate chain, verified against the server's roots unless
+    verification is off (RFC 8446 §4.4.2.4); errors are HandshakeErrors with their alert."""
+    verification = config.verification
+    if not verification.enabled:
+        return parse_certificate_chain(chain_der)
+    return verify_client_certificate(
+        chain_der,
+        now=now,
+        roots=verification.anchors,
+        relaxed_extensions=verification.relaxed_extensions,
+    )
+
+
 @dataclass
 class _Exchange:
     transcript: Transcript
@@ -196,16 +212,6 @@ class ServerAuthRequests:
                 )
             self._expect = Finished
             return []
-        chain_der = [entry.cert_data for entry in cert.entries]
-        verification = self._config.verification
-        if verification.enabled:
-            exchange.chain = verify_client_certificate(
-                chain_der,
-                now=now,
-                roots=verification.anchors,
-                relaxed_extensions=verification.relaxed_extensions,
-            )
-        else:
-            exchange.chain = parse_certificate_chain(chain_der)
+        exchange.chain = client_chain(self._config, [e.cert_data for e in cert.entries], now)
         self._expect = CertificateVerify
         return []

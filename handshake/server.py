@@ -29,7 +29,6 @@ from .actions import (
     SendMessage,
 )
 from .alerts import AlertDescription, HandshakeError
-from .certificates import parse_certificate_chain, verify_client_certificate
 from .cipher_suites import CIPHER_SUITES, CipherSuite
 from .common import (
     InjectedKeys,
@@ -69,7 +68,7 @@ from .messages import (
     ServerHello,
     encode_message,
 )
-from .post_handshake_auth import ServerAuthRequests
+from .post_handshake_auth import ServerAuthRequests, client_chain
 from .psk import (
     PSK_DHE_KE,
     PSK_MODE_NAMES,
@@ -916,16 +915,7 @@ class ServerHandshake:
             self.state = ServerState.WAIT_CLIENT_FINISHED
             return []
         chain_der = [entry.cert_data for entry in cert.entries]
-        verification = self.config.verification
-        if verification.enabled:
-            self._peer_chain = verify_client_certificate(
-                chain_der,
-                now=self._now,
-                roots=verification.anchors,
-                relaxed_extensions=verification.relaxed_extensions,
-            )
-        else:
-            self._peer_chain = parse_certificate_chain(chain_der)
+        self._peer_chain = client_chain(self.config, chain_der, self._now)
         self._peer_chain_der = chain_der
         self.state = ServerState.WAIT_CLIENT_CERTIFICATE_VERIFY
         return []
