@@ -148,6 +148,7 @@ class DTLSConnection:
         self._cids = ConnectionIds()  # both directions' CIDs after the handshake (§9)
         self._peer_update_requested_at = -1  # read epoch whose integrity limit we reported
         self._alerts_repeated = 0
+        self._peer_updated_in_epoch: int | None = None  # where the peer's last KeyUpdate came
         self.address_validated = True
         # RFC 8446 §4.2.10: bytes of accepted 0-RTT (epoch 1) data the server may still read.
         self._early_budget: int | None = None
@@ -385,6 +386,16 @@ class DTLSConnection:
         while (item := self._reassembler.next_message()) is not None:
             _, message = item
             self._trace_message("received", record.epoch, message)
+            if self.handshake_complete and record.epoch == self._peer_updated_in_epoch:
+                # RFC 9147 §8: "After sending KeyUpdate in an epoch, implementations MUST NOT
+                # send any new post-handshake messages in that epoch."
+                raise HandshakeError(
+                    AlertDescription.unexpected_message,
+                    f"{handshake_name(message[0])} after the peer's KeyUpdate in epoch "
+                    f"{record.epoch}",
+                )
+            if self.handshake_complete and message[0] == _KEY_UPDATE:
+                self._peer_updated_in_epoch = record.epoch
             self._on_message(message, now)
             if self._state == "failed":
                 return

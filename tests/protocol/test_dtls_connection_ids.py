@@ -319,3 +319,19 @@ def test_server_cids_never_collide() -> None:
     assert _fresh_cid(1, lambda cid: cid != free) == free
     assert len(_fresh_cid(8, lambda cid: False)) == 8
     assert _fresh_cid(0, lambda cid: True) == b""
+
+
+def test_peer_message_after_its_key_update_in_the_same_epoch_is_unexpected(
+    pki_dir: Path,
+) -> None:
+    # RFC 9147 §8: the receiver "MUST treat it as a protocol violation" (unexpected_message).
+    from handshake.messages import KeyUpdate
+
+    sim = connected(pki_dir)
+    server_conn = sim.server.connections[0]
+    force(server_conn, encode_message(KeyUpdate(0), dtls=True))  # keys change only on ACK
+    force(server_conn, encode_message(RequestConnectionId(1), dtls=True))  # same epoch 3
+    sim.run(until=2)
+    failed = sim.of("client", ConnectionFailed)
+    assert failed and failed[0].alert == AlertDescription.unexpected_message
+    assert "after the peer's KeyUpdate" in failed[0].reason
