@@ -16,6 +16,7 @@ import fnmatch
 import json
 import multiprocessing
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -341,6 +342,9 @@ def run_matrix(options: Options) -> tuple[list[CellResult], dict[str, str], floa
     context = multiprocessing.get_context("fork")
     free_slots = list(range(max(1, options.jobs)))
     slot_uses = dict.fromkeys(free_slots, 0)
+    # Where this run's ports start in each block: random, so that two runs on one machine
+    # (a developer's beside CI's) rarely pick the same port at the same time.
+    run_offset = secrets.randbelow(PORTS_PER_SLOT)
     running: dict[int, tuple[Any, Connection, Job, int, float]] = {}
     # A cell killed at its hard limit runs once more (a hung peer on a loaded machine, like
     # the in-cell retry), its first timeout kept in the detail: cell id -> that detail.
@@ -349,7 +353,7 @@ def run_matrix(options: Options) -> tuple[list[CellResult], dict[str, str], floa
         while queue and free_slots:
             job = queue.pop(0)
             slot = free_slots.pop(0)
-            start = (slot_uses[slot] * 12) % PORTS_PER_SLOT
+            start = (run_offset + slot_uses[slot] * 12) % PORTS_PER_SLOT
             slot_uses[slot] += 1
             parent_end, child_end = context.Pipe(duplex=False)
             process = context.Process(
