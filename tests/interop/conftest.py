@@ -15,6 +15,15 @@ from protocol.pki import generate_pki
 from tests.interop.helpers import Processes
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A real peer process on a loaded 2-core machine now and then misses a timing window
+    (its answer comes after a read timeout): an interop test gets one more run. The -ra
+    summary lists every rerun, and a failure that repeats still fails."""
+    for item in items:
+        if item.get_closest_marker("interop") is not None:
+            item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=1))
+
+
 @pytest.fixture(scope="session")
 def peer_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ECDSA P-256 CA, server (localhost, 127.0.0.1) and client: ca.pem, server.pem/.key,
