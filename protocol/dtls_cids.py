@@ -30,6 +30,27 @@ MAX_CID_REQUESTS = 64
 CID_IMMEDIATE, CID_SPARE = 0, 1
 
 
+def fresh_cid(length: int, taken: Callable[[bytes], bool] | None) -> bytes | None:
+    """A random CID of ``length`` bytes for which ``taken`` is false (a server's other
+    associations' CIDs, ours already issued): a shared CID would route datagrams to the
+    wrong association. None when every CID of that length is taken."""
+    cid = os.urandom(length)
+    if not cid or taken is None:
+        return cid
+    for _ in range(16):
+        if not taken(cid):
+            return cid
+        cid = os.urandom(length)
+    if length <= 2:  # a small space may be nearly full: look through all of it
+        size = 1 << (8 * length)
+        start = int.from_bytes(cid, "big")
+        for step in range(size):
+            candidate = ((start + step) % size).to_bytes(length, "big")
+            if not taken(candidate):
+                return candidate
+    return None
+
+
 def _unexpected(reason: str) -> HandshakeError:
     return HandshakeError(AlertDescription.unexpected_message, reason)
 
@@ -93,12 +114,15 @@ class ConnectionIds:
         length = len(self.own[0])
         count = max(0, min(count, MAX_OWN_CIDS - len(self.own)))
         fresh: list[bytes] = []
-        attempts = 0
-        while len(fresh) < count and attempts < 16 * count:
-            attempts += 1
-            cid = os.urandom(length)
-            if cid in self.own or cid in fresh or (self._taken is not None and self._taken(cid)):
-                continue  # short CIDs collide: never hand out one that routes elsewhere
+        outside = self._taken
+
+        def taken(cid: bytes) -> bool:
+            return cid in self.own or cid in fresh or (outside is not None and outside(cid))
+
+        while len(fresh) < count:
+            cid = fresh_cid(length, taken)
+            if cid is None:
+                break  # this length has no CID left: hand out fewer (§9 allows it)
             fresh.append(cid)
         self.own.extend(fresh)
         self.fresh_own.extend(fresh)

@@ -45,7 +45,7 @@ from records.errors import RecordError
 from records.record_numbers import RecordNumber, decode_ack, encode_ack
 
 from .config import ClientConfig, ServerConfig
-from .dtls_cids import CID_IMMEDIATE, CID_SPARE, ConnectionIds
+from .dtls_cids import CID_IMMEDIATE, CID_SPARE, ConnectionIds, fresh_cid
 from .dtls_cookie import CookieSealer, HelloCollector, address_bytes
 from .dtls_flight import Flight, FlightState, Fragment
 from .dtls_fragments import (
@@ -315,11 +315,6 @@ class DTLSConnection:
             raise ConnectionStateError(str(exc)) from exc
         self._set_send_cid(cid)
         return cid
-
-    def set_connection_id_filter(self, taken: Callable[[bytes], bool] | None) -> None:
-        """CIDs for which ``taken`` is true are never issued (a server's other
-        associations' CIDs, so a datagram always routes to one association)."""
-        self._cids.set_taken(taken)
 
     def take_new_connection_ids(self) -> list[bytes]:
         """CIDs of ours issued since the last call (a demultiplexer registers them)."""
@@ -1034,9 +1029,13 @@ class DTLSServerConnection(DTLSConnection):
         cid_taken: Callable[[bytes], bool] | None = None,
     ) -> None:
         hs_config = config.handshake_config(dtls=True)
-        own_cid = None if config.cid_length is None else _fresh_cid(config.cid_length, cid_taken)
+        own_cid = None
+        if config.cid_length is not None:
+            # Every CID of this length in use by the server: the newest association shares one.
+            own_cid = fresh_cid(config.cid_length, cid_taken) or os.urandom(config.cid_length)
         hs_config = replace(hs_config, connection_id=own_cid)
         super().__init__(ServerHandshake(hs_config), config)
+        self._cids.set_taken(cid_taken)  # CIDs issued later avoid the same ones
         self._server_hs: ServerHandshake = self._hs  # type: ignore[assignment]
         self._own_cid = own_cid
         self._peer_address = address_bytes(peer_address)
@@ -1121,25 +1120,6 @@ class DTLSServerConnection(DTLSConnection):
             self._out.append(record)
         if self._trace is not None:
             self._trace_message("sent", 0, build(b""))
-
-
-def _fresh_cid(length: int, taken: Callable[[bytes], bool] | None) -> bytes:
-    """A random CID of ``length`` bytes that ``taken`` (a server's other associations) does
-    not know: short CIDs collide, and a shared one would route datagrams to the wrong peer."""
-    cid = os.urandom(length)
-    if not cid or taken is None:
-        return cid
-    for _ in range(16):
-        if not taken(cid):
-            return cid
-        cid = os.urandom(length)
-    if length <= 2:  # a small space may be nearly full: look through all of it
-        start = int.from_bytes(cid, "big")
-        for step in range(1 << (8 * length)):
-            candidate = ((start + step) % (1 << (8 * length))).to_bytes(length, "big")
-            if not taken(candidate):
-                return candidate
-    return cid  # every CID is in use: the newest association takes this one over
 
 
 def client_hello_cookie(message: bytes) -> bytes | None:

@@ -279,7 +279,6 @@ class DTLSServer:
     def _add(self, conn: DTLSServerConnection, address: Address) -> None:
         if isinstance(conn, _Association):
             conn._notify = self._touch
-        conn.set_connection_id_filter(self._by_cid.__contains__)
         self._by_address[address] = conn
         self._address_of[id(conn)] = address
         if conn.cid_received:  # known once the ServerHello went out

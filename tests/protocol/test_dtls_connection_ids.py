@@ -313,12 +313,20 @@ def test_exhausted_message_seq_stops_automatic_key_updates_quietly(pki_dir: Path
 
 def test_server_cids_never_collide() -> None:
     # A DTLSServer's associations never share a CID, even with 1-byte CIDs (§9 routing).
-    from protocol.dtls_connection import _fresh_cid
+    from protocol.dtls_cids import fresh_cid
 
     free = b"\x07"
-    assert _fresh_cid(1, lambda cid: cid != free) == free
-    assert len(_fresh_cid(8, lambda cid: False)) == 8
-    assert _fresh_cid(0, lambda cid: True) == b""
+    assert fresh_cid(1, lambda cid: cid != free) == free
+    assert fresh_cid(1, lambda cid: True) is None  # all 256 taken
+    assert len(fresh_cid(8, lambda cid: False) or b"") == 8
+    assert fresh_cid(0, lambda cid: True) == b""
+    # NewConnectionId draws from the same source: only the two CIDs nobody uses, no repeat.
+    from protocol.dtls_cids import ConnectionIds
+
+    ids = ConnectionIds()
+    ids.negotiated_with(b"\x01", b"\x02")
+    ids.set_taken(lambda cid: cid not in (b"\x09", b"\x0a"))
+    assert sorted(ids.issue(5)) == [b"\x09", b"\x0a"]
 
 
 def test_peer_message_after_its_key_update_in_the_same_epoch_is_unexpected(
