@@ -99,6 +99,16 @@ def pick_client_credential(
     return fallback
 
 
+def certificate_request(config: HandshakeConfig, context: bytes) -> bytes:
+    """A server's CertificateRequest, in the handshake (empty context) or after it (RFC
+    8446 §4.3.2): our signature schemes and the roots we accept (§4.2.4)."""
+    extensions = Extensions(
+        signature_algorithms=tuple(config.signature_schemes),
+        certificate_authorities=config.certificate_authorities,
+    )
+    return encode_message(CertificateRequest(context, extensions))
+
+
 def client_chain(
     config: HandshakeConfig, chain_der: list[bytes], now: float
 ) -> list[x509.Certificate]:
@@ -144,14 +154,7 @@ class ServerAuthRequests:
         if not context or context in self.used:
             raise RuntimeError("certificate_request_context must be non-empty and unique")
         self.used.add(context)
-        message = CertificateRequest(
-            certificate_request_context=context,
-            extensions=Extensions(
-                signature_algorithms=tuple(self._config.signature_schemes),
-                certificate_authorities=self._config.certificate_authorities,
-            ),
-        )
-        raw = encode_message(message)
+        raw = certificate_request(self._config, context)
         transcript = self._base.copy()
         transcript.add(raw)
         self._open[context] = _Exchange(transcript, required)

@@ -53,7 +53,6 @@ from .key_update import ApplicationKeys
 from .messages import (
     HELLO_RETRY_REQUEST_RANDOM,
     Certificate,
-    CertificateRequest,
     CertificateVerify,
     ClientHello,
     EncryptedExtensions,
@@ -68,7 +67,7 @@ from .messages import (
     ServerHello,
     encode_message,
 )
-from .post_handshake_auth import ServerAuthRequests, client_chain
+from .post_handshake_auth import ServerAuthRequests, certificate_request, client_chain
 from .psk import (
     PSK_DHE_KE,
     PSK_MODE_NAMES,
@@ -817,14 +816,7 @@ class ServerHandshake:
         if psk is None and (cfg.request_client_certificate or cfg.require_client_certificate):
             # §4.3.2: never in a PSK handshake.
             self._requested_certificate = True
-            request = CertificateRequest(
-                certificate_request_context=b"",
-                extensions=Extensions(
-                    signature_algorithms=tuple(cfg.signature_schemes),
-                    certificate_authorities=cfg.certificate_authorities,
-                ),
-            )
-            actions.append(self._send(Epoch.HANDSHAKE, encode_message(request)))
+            actions.append(self._send(Epoch.HANDSHAKE, certificate_request(cfg, b"")))
         if psk is None:
             credential, scheme = selection.credential, selection.scheme
             assert credential is not None and scheme is not None
