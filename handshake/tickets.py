@@ -202,7 +202,7 @@ class TicketKeyRing:
 
 
 class ReplayStore(Protocol):
-    """Remembers keys until they expire. ``seen`` and ``add`` must see every server's
+    """Remembers keys until they expire. ``seen`` and ``add_if_new`` must see every server's
     entries when stores are shared; ``add_if_new`` must be atomic (check and insert as one
     step), as two servers may get the same replayed ClientHello at once."""
 

@@ -370,48 +370,29 @@ def run_matrix(options: Options) -> tuple[list[CellResult], dict[str, str], floa
         now = time.monotonic()
         for pid, (process, conn, job, slot, deadline) in list(running.items()):
             result: CellResult | None = None
+            overdue = False
             if conn in ready:
                 try:
                     result = CellResult(**conn.recv())
                 except (EOFError, OSError):
-                    result = CellResult(
-                        job.scenario.name,
-                        job.peer,
-                        job.role,
-                        "fail",
-                        "harness error: the cell process died",
-                        0.0,
-                    )
+                    result = _failed(job, "harness error: the cell process died", 0.0)
             elif now > deadline:
-                _kill(pid, run_dir / job.cell_id)
-                detail = f"cell timed out after {_deadline(job, options):.0f} s"
-                if job.cell_id not in timed_out:
-                    timed_out[job.cell_id] = detail
-                    process.join(5)
-                    conn.close()
-                    del running[pid]
-                    free_slots.append(slot)
-                    queue.insert(0, job)
-                    continue
-                result = CellResult(
-                    job.scenario.name,
-                    job.peer,
-                    job.role,
-                    "fail",
-                    detail,
-                    _deadline(job, options),
-                )
+                limit, overdue = _deadline(job, options), True
+                result = _failed(job, f"cell timed out after {limit:.0f} s", limit)
             if result is None:
                 continue
-            if job.cell_id in timed_out:
-                result = replace(
-                    result, detail=f"{result.detail} (first try: {timed_out[job.cell_id]})"
-                )
-            _kill(pid, run_dir / job.cell_id)  # leftovers of a finished cell, if any
+            _kill(pid, run_dir / job.cell_id)  # the cell's processes, finished or overdue
             process.join(5)
             conn.close()
             del running[pid]
             free_slots.append(slot)
+            first_timeout = timed_out.get(job.cell_id)
+            if overdue and first_timeout is None:
+                timed_out[job.cell_id] = result.detail
+                queue.insert(0, job)  # once more, first in line
+                continue
+            if first_timeout is not None:
+                result = replace(result, detail=f"{result.detail} (first try: {first_timeout})")
             results.append(result)
             _keep_logs(result, run_dir / job.cell_id, options)
             progress.finished(result)
@@ -430,6 +411,10 @@ def run_matrix(options: Options) -> tuple[list[CellResult], dict[str, str], floa
     }
     results.sort(key=lambda r: order[(r.scenario, r.peer, r.role)])
     return results, versions, time.monotonic() - started
+
+
+def _failed(job: Job, detail: str, seconds: float) -> CellResult:
+    return CellResult(job.scenario.name, job.peer, job.role, "fail", detail, seconds)
 
 
 def _keep_logs(result: CellResult, workdir: Path, options: Options) -> None:
