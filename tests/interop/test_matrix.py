@@ -165,3 +165,20 @@ def test_lossy_relay_passes_application_data() -> None:
         server.close()
         reader.join(3)
     assert got == [b"\x2fapplication"]
+
+
+def test_an_overdue_cell_runs_once_more_and_keeps_its_first_timeout(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "interop", "--peers", "openssl", "--roles", "client",
+         "--scenarios", "tls-full/TLS_AES_128_GCM_SHA256/x25519", "--cell-timeout", "0.01",
+         "--results", str(tmp_path), "--quiet"],
+        cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    (cell,) = json.loads((tmp_path / "partial.json").read_text())["cells"]
+    assert cell["status"] == "fail"
+    assert (
+        cell["detail"].startswith("cell timed out")
+        and "(first try: cell timed out" in cell["detail"]
+    )
