@@ -9,7 +9,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from protocol.tls_connection import TLSServerConnection
+from protocol.connection.tls import TLSServerConnection
 
 from . import ours
 from .fixtures import Pki, Scenario

@@ -8,10 +8,10 @@ from dataclasses import replace
 from handshake.psk import Session
 from handshake.tickets import TicketKeyRing
 from protocol.config import ClientConfig, ServerConfig
-from protocol.dtls_connection import IP_UDP_OVERHEAD, DTLSClientConnection, DTLSServerConnection
-from protocol.dtls_server import DTLSServer
+from protocol.connection.dtls import IP_UDP_OVERHEAD, DTLSClientConnection, DTLSServerConnection
+from protocol.connection.dtls_server import DTLSServer
+from protocol.connection.tls import TLSClientConnection, TLSServerConnection
 from protocol.events import ApplicationData, Event, SessionTicketReceived
-from protocol.tls_connection import TLSClientConnection, TLSServerConnection
 
 from .fixtures import SERVER_NAME, Pki, Scenario, server_hello_choice
 from .runners import Runner

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.config import ClientConfig
-from protocol.transport_asyncio import TLSStreamWriter, open_connection
+from protocol.transports.tcp_asyncio import TLSStreamWriter, open_connection
 
 from . import machine, report
 from .fixtures import SERVER_NAME, Pki, make_pki

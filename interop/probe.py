@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from protocol.config import ClientConfig
-from protocol.dtls_connection import DTLSClientConnection
+from protocol.connection.dtls import DTLSClientConnection
+from protocol.connection.tls import TLSClientConnection
 from protocol.errors import ProtocolError
 from protocol.sessions import InMemorySessionStore
-from protocol.tls_connection import TLSClientConnection
 
 from .adapters.base import Cell, CellFailure
 from .adapters.ours import OurDTLS, OurTLS, dtls_client, trace_hook

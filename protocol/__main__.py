@@ -1,6 +1,6 @@
-"""``python -m protocol``: see protocol.cli."""
+"""``python -m protocol``: see protocol.cli.main."""
 
-from .cli import main
+from protocol.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

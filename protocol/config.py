@@ -28,10 +28,9 @@ from handshake.tickets import (
     TicketKeyRing,
     TicketManager,
 )
-
-from .keylog import KeyLog, open_keylog
-from .sessions import SessionStore
-from .trace import TraceHook
+from protocol.keylog import KeyLog, open_keylog
+from protocol.sessions import SessionStore
+from protocol.trace import TraceHook
 
 PathLike = str | Path
 

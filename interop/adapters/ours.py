@@ -21,7 +21,8 @@ from typing import Any
 
 from handshake.psk import ExternalPsk, Session
 from protocol.config import ClientConfig, ServerConfig
-from protocol.dtls_connection import DTLSClientConnection
+from protocol.connection.dtls import DTLSClientConnection
+from protocol.connection.tls import TLSClientConnection, TLSConnection, TLSServerConnection
 from protocol.errors import ConnectionStateError, ProtocolError
 from protocol.events import (
     ApplicationData,
@@ -34,9 +35,8 @@ from protocol.events import (
     SessionTicketReceived,
 )
 from protocol.sessions import InMemorySessionStore
-from protocol.tls_connection import TLSClientConnection, TLSConnection, TLSServerConnection
 from protocol.trace import JsonLinesTrace
-from protocol.transport_udp import DTLSHandler, DTLSServerLoop, DTLSSession, DTLSSocket
+from protocol.transports.udp_blocking import DTLSHandler, DTLSServerLoop, DTLSSession, DTLSSocket
 
 from .base import HRR_GROUP, PSK_IDENTITY, PSK_KEY, SERVER_NAME, Cell, CellFailure, Spec
 from .process import HOST

@@ -57,7 +57,7 @@ from handshake.signatures import (
     verify,
 )
 from handshake.transcript import Transcript
-from protocol.dtls_fragments import (
+from protocol.dtls.fragments import (
     HandshakeReassembler,
     ReassemblyResult,
     encode_header,

@@ -82,6 +82,7 @@ from handshake.messages import (
 from handshake.server import ServerHandshake, ServerState
 from handshake.signatures import SignatureScheme, certificate_verify_input, sign, verify
 from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.tls import TLSClientConnection, TLSConnection, TLSServerConnection
 from protocol.events import (
     ApplicationData,
     ConnectionClosed,
@@ -89,7 +90,6 @@ from protocol.events import (
     HandshakeComplete,
     SessionTicketReceived,
 )
-from protocol.tls_connection import TLSClientConnection, TLSConnection, TLSServerConnection
 
 SECTIONS = ("3", "5", "6", "7")
 NOW = 1_500_000_000.0  # 2017-07-14: inside the trace certificates' validity
@@ -786,7 +786,7 @@ def test_client_hello_differs_only_by_nss_extras(section: str) -> None:
         assert replace(mine, extensions=stripped) == replace(nss, extensions=stripped)
 
 
-# -- records through protocol/tls_connection ------------------------------------------------------
+# -- records through protocol/connection/tls ------------------------------------------------------
 
 
 class Wire:

@@ -52,8 +52,8 @@ from handshake.psk import Session, binder_transcript_hash, compute_binder
 from handshake.server import ServerHandshake, ServerState
 from handshake.tickets import TicketManager, TicketState
 from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.tls import TLSClientConnection, TLSServerConnection
 from protocol.events import ApplicationData, ConnectionClosed, EarlyDataReceived, HandshakeComplete
-from protocol.tls_connection import TLSClientConnection, TLSServerConnection
 
 NOW4 = NOW + 0.005  # §4's obfuscated_ticket_age is ticket_age_add + 5 ms
 EARLY_DATA = b"ABCDEF"
@@ -386,7 +386,7 @@ def test_server_ticket_too_old_for_early_data() -> None:
     assert [d.accepted for d in decisions] == [False]
 
 
-# -- records through protocol/tls_connection ----------------------------------------------------
+# -- records through protocol/connection/tls ----------------------------------------------------
 
 RECORDS: tuple[Record, ...] = _records("4")
 

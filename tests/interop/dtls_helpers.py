@@ -215,7 +215,7 @@ _ASSOCIATION = re.compile(
 
 
 def association_line(output: str) -> dict[str, str]:
-    """Our server's per-association line (protocol/cli.py ``DTLSServerHandler``); {} if none."""
+    """Our server's per-association line (protocol/cli/main.py ``DTLSServerHandler``), or {}."""
     match = _ASSOCIATION.search(output)
     if match is None:
         return {}

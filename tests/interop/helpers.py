@@ -38,7 +38,7 @@ from protocol.events import (
     HandshakeComplete,
     KeyUpdated,
 )
-from protocol.transport_blocking import TLSServerSocket, TLSSocket, connect
+from protocol.transports.tcp_blocking import TLSServerSocket, TLSSocket, connect
 
 HOST = "127.0.0.1"
 SERVER_NAME = "localhost"
@@ -700,7 +700,7 @@ class RecordingSocket:
 def our_recording_client(
     port: int, config: ClientConfig, timeout: float = STEP_TIMEOUT
 ) -> tuple[TLSSocket, RecordingSocket]:
-    from protocol.transport_blocking import wrap_client
+    from protocol.transports.tcp_blocking import wrap_client
 
     raw = socket.create_connection((HOST, port), timeout=timeout)
     recording = RecordingSocket(raw)

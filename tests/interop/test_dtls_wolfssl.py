@@ -356,7 +356,7 @@ def test_wolfssl_refuses_request_connection_id(peer_pki: Path, processes: Proces
     these messages only when the application asks (SPEC_NOTES D16)."""
     from protocol.config import ClientConfig
     from protocol.errors import ProtocolError
-    from protocol.transport_udp import connect
+    from protocol.transports.udp_blocking import connect
 
     server, port = start_wolfssl_server(
         processes, wolfssl("wolfssl"), peer_pki, ["--cid", "srvcid01", "-d", "-i"]

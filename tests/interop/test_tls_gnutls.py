@@ -26,7 +26,7 @@ from handshake.alerts import AlertDescription
 from interop.peers import require
 from protocol.errors import ProtocolError
 from protocol.trace import TraceEvent
-from protocol.transport_blocking import TLSSocket
+from protocol.transports.tcp_blocking import TLSSocket
 from tests.interop.helpers import (
     HOST,
     MIB,

@@ -29,7 +29,7 @@ import pytest
 from handshake.alerts import AlertDescription
 from interop.peers import require
 from protocol.errors import ProtocolError
-from protocol.transport_blocking import TLSSocket
+from protocol.transports.tcp_blocking import TLSSocket
 from tests.interop.helpers import (
     HOST,
     MIB,

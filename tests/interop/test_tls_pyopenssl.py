@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from interop.peers import require
-from protocol.tls_connection import TLSClientConnection, TLSServerConnection
+from protocol.connection.tls import TLSClientConnection, TLSServerConnection
 from tests.interop.helpers import (
     MIB,
     SERVER_NAME,

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from handshake.alerts import AlertDescription
-from protocol.tls_connection import TLSClientConnection, TLSServerConnection
+from protocol.connection.tls import TLSClientConnection, TLSServerConnection
 from tests.interop.helpers import (
     MIB,
     SERVER_NAME,

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol.dtls_connection import DTLSClientConnection
-from protocol.dtls_server import DTLSServer
+from protocol.connection.dtls import DTLSClientConnection
+from protocol.connection.dtls_server import DTLSServer
 from protocol.events import Event
 
 CLIENT_ADDRESS = ("192.0.2.1", 40000)

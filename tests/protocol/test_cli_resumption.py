@@ -28,13 +28,13 @@ import pytest
 
 from protocol.config import ClientConfig, ServerConfig
 from protocol.pki import generate_pki
-from protocol.transport_asyncio import (
+from protocol.transports.tcp_asyncio import (
     TLSStreamReader,
     TLSStreamWriter,
     open_connection,
     start_server,
 )
-from protocol.transport_asyncio_udp import DTLSStream, open_dtls_connection, start_dtls_server
+from protocol.transports.udp_asyncio import DTLSStream, open_dtls_connection, start_dtls_server
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0

@@ -7,9 +7,9 @@ import pytest
 from handshake.config import Credential
 from handshake.server import ServerHandshake
 from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.tls import TLSClientConnection, TLSServerConnection
 from protocol.events import HandshakeComplete
 from protocol.pki import PKI, generate_pki
-from protocol.tls_connection import TLSClientConnection, TLSServerConnection
 from tests.conftest import NOW
 from tests.protocol.memory_pump import Pump
 

@@ -10,8 +10,8 @@ import pytest
 
 from handshake.alerts import AlertDescription
 from handshake.messages import NewConnectionId, RequestConnectionId, encode_message
-from protocol.dtls_cids import MAX_CID_REQUESTS, MAX_OWN_CIDS
-from protocol.dtls_connection import DTLSConnection
+from protocol.connection.dtls import DTLSConnection
+from protocol.dtls.cids import MAX_CID_REQUESTS, MAX_OWN_CIDS
 from protocol.errors import ConnectionStateError
 from protocol.events import (
     ApplicationData,
@@ -239,7 +239,7 @@ def test_key_update_requested_before_the_integrity_limit(pki_dir: Path) -> None:
 
 def test_message_seq_never_wraps(pki_dir: Path) -> None:
     # RFC 9147 §5.2 (bis): past message_seq 65535 no handshake message can be sent.
-    from protocol.dtls_fragments import MAX_MESSAGE_SEQ
+    from protocol.dtls.fragments import MAX_MESSAGE_SEQ
 
     sim = connected(pki_dir)
     server_conn = sim.server.connections[0]
@@ -295,7 +295,7 @@ def test_nothing_follows_our_key_update_in_its_epoch(pki_dir: Path) -> None:
 
 
 def test_exhausted_message_seq_stops_automatic_key_updates_quietly(pki_dir: Path) -> None:
-    from protocol.dtls_fragments import MAX_MESSAGE_SEQ
+    from protocol.dtls.fragments import MAX_MESSAGE_SEQ
 
     sim = connected(pki_dir)
     server_conn = sim.server.connections[0]
@@ -313,7 +313,7 @@ def test_exhausted_message_seq_stops_automatic_key_updates_quietly(pki_dir: Path
 
 def test_server_cids_never_collide() -> None:
     # A DTLSServer's associations never share a CID, even with 1-byte CIDs (§9 routing).
-    from protocol.dtls_cids import fresh_cid
+    from protocol.dtls.cids import fresh_cid
 
     free = b"\x07"
     assert fresh_cid(1, lambda cid: cid != free) == free
@@ -321,7 +321,7 @@ def test_server_cids_never_collide() -> None:
     assert len(fresh_cid(8, lambda cid: False) or b"") == 8
     assert fresh_cid(0, lambda cid: True) == b""
     # NewConnectionId draws from the same source: only the two CIDs nobody uses, no repeat.
-    from protocol.dtls_cids import ConnectionIds
+    from protocol.dtls.cids import ConnectionIds
 
     ids = ConnectionIds()
     ids.negotiated_with(b"\x01", b"\x02")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.dtls_fragments import (
+from protocol.dtls.fragments import (
     HEADER_LENGTH,
     MAX_BUFFERED_BYTES,
     MAX_FUTURE_MESSAGES,
@@ -495,8 +495,8 @@ def test_nss_server_hello_retry_request() -> None:
 
 
 def test_split_fragment_covers_the_same_bytes() -> None:
-    from protocol.dtls_flight import Flight, Fragment
-    from protocol.dtls_fragments import split_fragment
+    from protocol.dtls.flight import Flight, Fragment
+    from protocol.dtls.fragments import split_fragment
     from records.record_numbers import RecordNumber
 
     message = bytes((11,)) + (3000).to_bytes(3, "big") + bytes(range(256)) * 11 + bytes(184)

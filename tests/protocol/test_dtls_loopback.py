@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from protocol.config import ClientConfig, ServerConfig
-from protocol.dtls_connection import DTLSClientConnection
-from protocol.dtls_server import DTLSServer
+from protocol.connection.dtls import DTLSClientConnection
+from protocol.connection.dtls_server import DTLSServer
 from protocol.events import (
     ApplicationData,
     ConnectionClosed,
@@ -203,7 +203,7 @@ def test_ack_naming_a_later_epoch_is_illegal(pki_dir: Path) -> None:
 def test_retransmissions_back_off_to_smaller_datagrams(pki_dir: Path) -> None:
     # RFC 9147 §4.4: a path whose MTU is below the configured one drops every large
     # datagram; after two unanswered retransmissions the flight is cut to fit any path.
-    from protocol.dtls_connection import SMALL_DATAGRAM
+    from protocol.connection.dtls import SMALL_DATAGRAM
 
     sim = simulation(pki_dir, link=Link(mtu=SMALL_DATAGRAM))
     assert sim.run_until(lambda: established(sim), limit=120)

@@ -13,8 +13,8 @@ import pytest
 from handshake.alerts import AlertDescription
 from handshake.psk import ExternalPsk, Session
 from protocol.config import ClientConfig, ServerConfig
-from protocol.dtls_connection import DTLSClientConnection
-from protocol.dtls_server import DTLSServer
+from protocol.connection.dtls import DTLSClientConnection
+from protocol.connection.dtls_server import DTLSServer
 from protocol.events import (
     ConnectionFailed,
     EarlyDataReceived,
@@ -153,7 +153,7 @@ def test_external_psk_over_dtls(pki_dir: Path) -> None:
 
 
 def test_tls_ticket_is_not_offered_over_dtls(pki_dir: Path) -> None:
-    from protocol.tls_connection import TLSClientConnection, TLSServerConnection
+    from protocol.connection.tls import TLSClientConnection, TLSServerConnection
     from tests.protocol.memory_pump import Pump
 
     config = server_config(pki_dir)

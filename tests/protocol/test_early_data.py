@@ -13,6 +13,7 @@ from handshake.alerts import AlertDescription
 from handshake.psk import Session
 from handshake.tickets import TicketKeyRing
 from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.tls import TLSClientConnection, TLSServerConnection
 from protocol.errors import ConnectionStateError
 from protocol.events import (
     ApplicationData,
@@ -21,7 +22,6 @@ from protocol.events import (
     HandshakeComplete,
     SessionTicketReceived,
 )
-from protocol.tls_connection import TLSClientConnection, TLSServerConnection
 from tests.conftest import NOW
 from tests.protocol.memory_pump import Pump
 

@@ -45,6 +45,7 @@ from hypothesis import strategies as st
 from handshake.alerts import AlertDescription as AD
 from handshake.extensions import ExtensionType
 from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.tls import TLSClientConnection, TLSConnection, TLSServerConnection
 from protocol.errors import ConnectionStateError
 from protocol.events import (
     AlertReceived,
@@ -55,7 +56,6 @@ from protocol.events import (
     HandshakeComplete,
 )
 from protocol.pki import PKI
-from protocol.tls_connection import TLSClientConnection, TLSConnection, TLSServerConnection
 from tests.conftest import NOW
 
 Side = Literal["client", "server"]

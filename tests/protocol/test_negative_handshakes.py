@@ -39,12 +39,12 @@ from handshake.messages import (
 )
 from handshake.signatures import SignatureScheme
 from protocol.config import ClientConfig, ServerConfig
-from protocol.dtls_connection import DTLSClientConnection, DTLSServerConnection
-from protocol.dtls_fragments import fragment_message
+from protocol.connection.dtls import DTLSClientConnection, DTLSServerConnection
+from protocol.connection.tls import TLSClientConnection, TLSConnection, TLSServerConnection
+from protocol.dtls.fragments import fragment_message
 from protocol.errors import ConnectionStateError
 from protocol.events import ApplicationData, ConnectionFailed, Event, HandshakeComplete
 from protocol.pki import PKI
-from protocol.tls_connection import TLSClientConnection, TLSConnection, TLSServerConnection
 from records.content_types import ContentType
 from records.dtls_header import encode_plaintext
 from tests.conftest import NOW
@@ -853,7 +853,7 @@ def test_dtls_server_flight_in_one_datagram_completes_without_retransmission(pki
 
 def test_dtls_alert_repeated_when_the_offending_record_comes_again(pki: Path) -> None:
     # RFC 9147 §5.10: alerts are not retransmitted, but a repeated offender gets a new one.
-    from protocol.dtls_connection import MAX_REPEATED_ALERTS
+    from protocol.connection.dtls import MAX_REPEATED_ALERTS
 
     server = dtls_server(pki, cookie_exchange=True)
     hello = client_hello(

@@ -17,13 +17,13 @@ from handshake.alerts import AlertDescription
 from handshake.psk import ExternalPsk, Session
 from handshake.tickets import TicketKeyRing
 from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.tls import TLSClientConnection, TLSServerConnection
 from protocol.events import (
     ConnectionFailed,
     HandshakeComplete,
     SessionTicketReceived,
 )
 from protocol.sessions import FileSessionStore, InMemorySessionStore
-from protocol.tls_connection import TLSClientConnection, TLSServerConnection
 from tests.conftest import NOW
 from tests.protocol.memory_pump import Pump
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.tls import TLSClientConnection, TLSConnection, TLSServerConnection
 from protocol.events import ApplicationData, Event, KeyUpdated
-from protocol.tls_connection import TLSClientConnection, TLSConnection, TLSServerConnection
 from records.tls import key_update_threshold
 from tests.conftest import NOW
 

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from handshake.alerts import AlertDescription
 from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.tls import TLSClientConnection, TLSServerConnection
 from protocol.errors import ConnectionStateError
 from protocol.events import (
     AlertReceived,
@@ -24,7 +25,6 @@ from protocol.events import (
     KeyUpdated,
 )
 from protocol.pki import PKI
-from protocol.tls_connection import TLSClientConnection, TLSServerConnection
 from tests.conftest import NOW
 from tests.protocol.memory_pump import Pump
 

@@ -18,13 +18,13 @@ from handshake.alerts import AlertDescription
 from protocol.config import ClientConfig, ServerConfig
 from protocol.errors import ProtocolError
 from protocol.pki import generate_pki
-from protocol.transport_asyncio import (
+from protocol.transports.tcp_asyncio import (
     TLSStreamReader,
     TLSStreamWriter,
     open_connection,
     start_server,
 )
-from protocol.transport_blocking import TLSEOFError, TLSServerSocket, TLSSocket, connect
+from protocol.transports.tcp_blocking import TLSEOFError, TLSServerSocket, TLSSocket, connect
 
 TIMEOUT = 20.0
 MIB = 1024 * 1024

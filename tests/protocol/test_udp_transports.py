@@ -21,14 +21,14 @@ import pytest
 from handshake.alerts import AlertDescription
 from protocol.config import ClientConfig, ServerConfig
 from protocol.errors import ProtocolError
-from protocol.transport_asyncio_udp import (
+from protocol.transports.udp_asyncio import (
     DTLSClientStream,
     DTLSServerEndpoint,
     DTLSStream,
     open_dtls_connection,
     start_dtls_server,
 )
-from protocol.transport_udp import (
+from protocol.transports.udp_blocking import (
     DTLSHandler,
     DTLSSession,
     DTLSSocket,

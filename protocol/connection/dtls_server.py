@@ -21,19 +21,18 @@ from collections.abc import Callable, Hashable
 
 from handshake.alerts import AlertDescription, HandshakeError
 from handshake.server import ServerHandshake
-from records.content_types import ContentType
-from records.dtls_header import PlaintextRecord, parse_datagram
-from records.dtls_layer import DTLSRecordLayer
-
-from .config import ServerConfig
-from .dtls_connection import (
+from protocol.config import ServerConfig
+from protocol.connection.dtls import (
     IP_UDP_OVERHEAD,
     DTLSServerConnection,
     client_hello_cookie,
     stateless_retry_records,
 )
-from .dtls_cookie import CookieSealer, HelloCollector, address_bytes
-from .events import Event
+from protocol.dtls.cookie import CookieSealer, HelloCollector, address_bytes
+from protocol.events import Event
+from records.content_types import ContentType
+from records.dtls_header import PlaintextRecord, parse_datagram
+from records.dtls_layer import DTLSRecordLayer
 
 Address = Hashable
 

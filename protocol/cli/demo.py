@@ -18,16 +18,20 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.dtls import DTLSConnection
+from protocol.events import HandshakeComplete
+from protocol.pki import generate_pki
+from protocol.trace import TextTrace, TraceEvent, TraceHook
+from protocol.transports.tcp_asyncio import (
+    TLSStreamReader,
+    TLSStreamWriter,
+    open_connection,
+    start_server,
+)
+from protocol.transports.udp_asyncio import DTLSStream, open_dtls_connection, start_dtls_server
 from records.errors import RecordError
 from records.record_numbers import decode_ack
-
-from .config import ClientConfig, ServerConfig
-from .dtls_connection import DTLSConnection
-from .events import HandshakeComplete
-from .pki import generate_pki
-from .trace import TextTrace, TraceEvent, TraceHook
-from .transport_asyncio import TLSStreamReader, TLSStreamWriter, open_connection, start_server
-from .transport_asyncio_udp import DTLSStream, open_dtls_connection, start_dtls_server
 
 Write = Callable[[str], None]
 

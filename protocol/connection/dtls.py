@@ -37,26 +37,21 @@ from handshake.common import parse_message
 from handshake.messages import NewConnectionId, RequestConnectionId, encode_message
 from handshake.psk import Session
 from handshake.server import RetryParameters, ServerHandshake
-from records.aead import RecordCipher
-from records.content_types import ContentType
-from records.dtls_epoch import DTLSEpochCipher
-from records.dtls_layer import DTLSRecord, DTLSRecordLayer
-from records.errors import RecordError
-from records.record_numbers import RecordNumber, decode_ack, encode_ack
-
-from .config import ClientConfig, ServerConfig
-from .dtls_cids import CID_IMMEDIATE, CID_SPARE, ConnectionIds, fresh_cid
-from .dtls_cookie import CookieSealer, HelloCollector, address_bytes
-from .dtls_flight import Flight, FlightState, Fragment
-from .dtls_fragments import (
+from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.negotiated import handshake_complete_event
+from protocol.connection.tls import DEFAULT_PORT, resolve_session
+from protocol.dtls.cids import CID_IMMEDIATE, CID_SPARE, ConnectionIds, fresh_cid
+from protocol.dtls.cookie import CookieSealer, HelloCollector, address_bytes
+from protocol.dtls.flight import Flight, FlightState, Fragment
+from protocol.dtls.fragments import (
     MAX_MESSAGE_SEQ,
     FragmentError,
     HandshakeReassembler,
     fragment_message,
     split_fragment,
 )
-from .errors import ConnectionStateError, ProtocolError
-from .events import (
+from protocol.errors import ConnectionStateError, ProtocolError
+from protocol.events import (
     AlertReceived,
     ApplicationData,
     ConnectionClosed,
@@ -67,9 +62,13 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .negotiated import handshake_complete_event
-from .tls_connection import DEFAULT_PORT, resolve_session
-from .trace import TraceEvent, content_type_name, handshake_name
+from protocol.trace import TraceEvent, content_type_name, handshake_name
+from records.aead import RecordCipher
+from records.content_types import ContentType
+from records.dtls_epoch import DTLSEpochCipher
+from records.dtls_layer import DTLSRecord, DTLSRecordLayer
+from records.errors import RecordError
+from records.record_numbers import RecordNumber, decode_ack, encode_ack
 
 State = Literal["handshaking", "connected", "closed", "failed"]
 
@@ -1014,7 +1013,8 @@ class DTLSServerConnection(DTLSConnection):
 
     Standalone it performs the cookie exchange itself, holding nothing but collected
     ClientHello fragments until a valid cookie returns (RFC 9147 §5.1); ``DTLSServer``
-    (protocol.dtls_server) does the exchange for many clients and creates associations with
+    (protocol.connection.dtls_server)
+    does the exchange for many clients and creates associations with
     ``from_cookie``.
     """
 

@@ -30,14 +30,10 @@ from handshake.alerts import AlertDescription, AlertLevel, HandshakeError
 from handshake.client import ClientHandshake
 from handshake.psk import Session
 from handshake.server import ServerHandshake
-from records.aead import RecordCipher
-from records.content_types import ContentType
-from records.errors import RecordError
-from records.tls import TLSRecordLayer
-
-from .config import ClientConfig, ServerConfig
-from .errors import ConnectionStateError, ProtocolError
-from .events import (
+from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.negotiated import handshake_complete_event
+from protocol.errors import ConnectionStateError, ProtocolError
+from protocol.events import (
     AlertReceived,
     ApplicationData,
     ConnectionClosed,
@@ -48,14 +44,17 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .events import (
+from protocol.events import (
     CertificateRequested as CertificateRequestedEvent,
 )
-from .events import (
+from protocol.events import (
     ClientAuthenticated as ClientAuthenticatedEvent,
 )
-from .negotiated import handshake_complete_event
-from .trace import TraceEvent, content_type_name, handshake_name
+from protocol.trace import TraceEvent, content_type_name, handshake_name
+from records.aead import RecordCipher
+from records.content_types import ContentType
+from records.errors import RecordError
+from records.tls import TLSRecordLayer
 
 # A handshake message larger than this is refused (a certificate chain fits many times over).
 MAX_HANDSHAKE_MESSAGE = 256 * 1024

@@ -20,10 +20,15 @@ import time
 from types import TracebackType
 
 from handshake.psk import Session
-
-from .config import ClientConfig, ServerConfig
-from .errors import ConnectionStateError, ProtocolError
-from .events import (
+from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.tls import (
+    DEFAULT_PORT,
+    TLSClientConnection,
+    TLSConnection,
+    TLSServerConnection,
+)
+from protocol.errors import ConnectionStateError, ProtocolError
+from protocol.events import (
     ApplicationData,
     CertificateRequested,
     ClientAuthenticated,
@@ -34,12 +39,6 @@ from .events import (
     HandshakeComplete,
     KeyUpdated,
     SessionTicketReceived,
-)
-from .tls_connection import (
-    DEFAULT_PORT,
-    TLSClientConnection,
-    TLSConnection,
-    TLSServerConnection,
 )
 
 # One read from the socket: a full 16 KiB record and then some, without a huge buffer.

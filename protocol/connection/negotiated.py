@@ -6,8 +6,7 @@ from handshake.actions import NegotiatedParameters
 from handshake.common import DTLS13
 from handshake.groups import GROUP_NAMES
 from handshake.signatures import SignatureScheme
-
-from .events import HandshakeComplete
+from protocol.events import HandshakeComplete
 
 
 def scheme_name(code: int | None) -> str | None:

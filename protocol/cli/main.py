@@ -56,15 +56,14 @@ from typing import Any, BinaryIO
 from handshake.alerts import AlertDescription
 from handshake.psk import ExternalPsk, Session, parse_psk_modes
 from handshake.tickets import TicketKeyRing
-
-from .config import ClientConfig, ServerConfig, parse_cipher_suites, parse_groups
-from .errors import ConnectionStateError, ProtocolError
-from .events import HandshakeComplete
-from .sessions import FileSessionStore
-from .trace import JsonLinesTrace
-from .transport_asyncio import TLSStreamReader, TLSStreamWriter, start_server
-from .transport_blocking import TLSEOFError, TLSSocket, wrap_client
-from .transport_udp import (
+from protocol.config import ClientConfig, ServerConfig, parse_cipher_suites, parse_groups
+from protocol.errors import ConnectionStateError, ProtocolError
+from protocol.events import HandshakeComplete
+from protocol.sessions import FileSessionStore
+from protocol.trace import JsonLinesTrace
+from protocol.transports.tcp_asyncio import TLSStreamReader, TLSStreamWriter, start_server
+from protocol.transports.tcp_blocking import TLSEOFError, TLSSocket, wrap_client
+from protocol.transports.udp_blocking import (
     DTLSHandler,
     DTLSSession,
     DTLSSocket,
@@ -72,7 +71,7 @@ from .transport_udp import (
     bind_udp,
     serve_dtls,
 )
-from .transport_udp import connect as dtls_connect
+from protocol.transports.udp_blocking import connect as dtls_connect
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -959,13 +958,13 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from protocol.cli.demo import run_demo
 
     return run_demo()
 
 
 def cmd_make_certs(argv: Sequence[str]) -> int:
-    from .pki import main_make_certs
+    from protocol.pki import main_make_certs
 
     return main_make_certs(list(argv))
 

@@ -22,10 +22,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from handshake.psk import Session
-
-from .config import ClientConfig, ServerConfig
-from .errors import ConnectionStateError, ProtocolError
-from .events import (
+from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.tls import TLSClientConnection, TLSConnection, TLSServerConnection
+from protocol.errors import ConnectionStateError, ProtocolError
+from protocol.events import (
     ApplicationData,
     CertificateRequested,
     ClientAuthenticated,
@@ -37,8 +37,7 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .tls_connection import TLSClientConnection, TLSConnection, TLSServerConnection
-from .transport_blocking import TLSEOFError, offer_early_data
+from protocol.transports.tcp_blocking import TLSEOFError, offer_early_data
 
 # asyncio.streams' default buffer limit (64 KiB).
 DEFAULT_LIMIT = 2**16

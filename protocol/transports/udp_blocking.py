@@ -28,12 +28,11 @@ from types import TracebackType
 from typing import Any, cast
 
 from handshake.psk import Session
-
-from .config import ClientConfig, ServerConfig
-from .dtls_connection import DTLSClientConnection, DTLSConnection, DTLSServerConnection
-from .dtls_server import DTLSServer
-from .errors import ConnectionStateError, ProtocolError
-from .events import (
+from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.dtls import DTLSClientConnection, DTLSConnection, DTLSServerConnection
+from protocol.connection.dtls_server import DTLSServer
+from protocol.errors import ConnectionStateError, ProtocolError
+from protocol.events import (
     ApplicationData,
     ConnectionClosed,
     ConnectionFailed,

@@ -14,8 +14,7 @@ import os
 import struct
 
 from handshake.server import RetryParameters
-
-from .dtls_fragments import HandshakeReassembler
+from protocol.dtls.fragments import HandshakeReassembler
 
 # version(1) issued_ms(8) suite(2) group(2) flags(1) hash_len(1) hash(n) ... mac(16)
 _FIXED = struct.Struct("!BQHHBB")

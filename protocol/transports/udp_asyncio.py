@@ -31,12 +31,11 @@ from types import TracebackType
 from typing import Any, cast
 
 from handshake.psk import Session
-
-from .config import ClientConfig, ServerConfig
-from .dtls_connection import DTLSClientConnection, DTLSConnection, DTLSServerConnection
-from .dtls_server import DTLSServer
-from .errors import ConnectionStateError, ProtocolError
-from .events import (
+from protocol.config import ClientConfig, ServerConfig
+from protocol.connection.dtls import DTLSClientConnection, DTLSConnection, DTLSServerConnection
+from protocol.connection.dtls_server import DTLSServer
+from protocol.errors import ConnectionStateError, ProtocolError
+from protocol.events import (
     ApplicationData,
     ConnectionClosed,
     ConnectionFailed,
@@ -46,7 +45,7 @@ from .events import (
     KeyUpdated,
     SessionTicketReceived,
 )
-from .transport_udp import (
+from protocol.transports.udp_blocking import (
     DEFAULT_IDLE_TIMEOUT,
     DTLSTimeoutError,
     PathMTUError,

@@ -1,0 +1,1 @@
+"""Thin drivers of the Sans-IO connections: TCP and UDP, blocking and asyncio."""
