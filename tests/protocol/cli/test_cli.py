@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol.pki import generate_pki
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TIMEOUT = 60.0
 KEYLOG_LABELS = {
     "CLIENT_HANDSHAKE_TRAFFIC_SECRET",

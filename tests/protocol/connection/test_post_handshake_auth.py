@@ -26,8 +26,8 @@ from protocol.events import (
     ConnectionFailed,
     HandshakeComplete,
 )
+from tests.protocol.connection.test_tls_loopback import NOW, completed, connect, failure
 from tests.protocol.memory_pump import Pump
-from tests.protocol.test_tls_loopback import NOW, completed, connect, failure
 
 
 def client_with_certificate(pki_dir: Path, **extra: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.events import ConnectionFailed
-from tests.protocol.test_dtls_loopback import established, simulation
+from tests.protocol.dtls.test_dtls_loopback import established, simulation
 
 # Types a peer may legitimately send after the handshake (RFC 9147 §5.8.4) weighted up,
 # next to every other value.

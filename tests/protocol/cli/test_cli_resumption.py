@@ -36,7 +36,7 @@ from protocol.transports.tcp_asyncio import (
 )
 from protocol.transports.udp_asyncio import DTLSStream, open_dtls_connection, start_dtls_server
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TIMEOUT = 30.0
 IDLE = "0.5"  # our client's --timeout: how long it reads after the last data
 TICKET_KEY = "5e" * 32

@@ -19,8 +19,8 @@ from protocol.events import (
     ConnectionIdsReceived,
     KeyUpdated,
 )
+from tests.protocol.dtls.test_dtls_loopback import established, simulation
 from tests.protocol.netsim import Link, Simulation
-from tests.protocol.test_dtls_loopback import established, simulation
 
 
 def connected(
